@@ -1,0 +1,56 @@
+//! `ctiforge`: the command-line tool. Parses arguments, sets up logging, calls one library
+//! function per subcommand and maps errors to exit codes (0 ok, 1 failure, 2 usage).
+//!
+//! People read stderr (logs, progress, errors); stdout carries results, and with `--json`
+//! one machine-readable document.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Turn open language models into cyber-threat-intelligence specialists.
+#[derive(Debug, Parser)]
+#[command(name = "ctiforge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, inspect and probe model folders.
+    #[command(subcommand)]
+    Model(commands::ModelCommand),
+    /// Generate text with a model.
+    Generate(commands::GenerateArgs),
+    /// The main job on bundled defaults: load the bundled tiny Llama and generate.
+    Demo(commands::DemoArgs),
+}
+
+fn main() {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Model(cmd) => commands::model(cmd),
+        Command::Generate(args) => commands::generate(&args),
+        Command::Demo(args) => commands::demo(&args),
+    };
+    if let Err(err) = result {
+        eprintln!("ctiforge: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default of info for ctiforge, warn for others.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,ctiforge=info,ctiforge_model=info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,58 @@
+//! `cargo xtask`: developer automation for the ctiforge workspace.
+//!
+//! - `cargo xtask ci [--skip-reference]`: the full check CI runs (fmt, markers, clippy,
+//!   docs, tests including the `#[ignore]`d reference tests).
+//! - `cargo xtask fixtures`: regenerate the seeded tiny models under `target/fixtures/`.
+//! - `cargo xtask bench [--quick]`: throughput of ctiforge and of Hugging Face
+//!   `transformers` on the same weights, as a Markdown table for `docs/benchmarks.md`.
+
+mod bench;
+mod ci;
+mod fixtures;
+mod json;
+mod markers;
+mod step;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci [--skip-reference]   fmt, markers, clippy, docs, tests (with the reference tests)
+  fixtures                regenerate the seeded model fixtures under target/fixtures/
+  bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)";
+
+fn main() {
+    if let Err(err) = run(std::env::args().skip(1).collect()) {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    let flags: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => {
+            let skip_reference = match flags.as_slice() {
+                [] => false,
+                ["--skip-reference"] => true,
+                other => bail!("ci: unknown flags {other:?}\n\n{USAGE}"),
+            };
+            ci::run(&ci::Options { skip_reference })
+        }
+        Some("fixtures") if flags.is_empty() => fixtures::run(),
+        Some("bench") => {
+            let quick = match flags.as_slice() {
+                [] => false,
+                ["--quick"] => true,
+                other => bail!("bench: unknown flags {other:?}\n\n{USAGE}"),
+            };
+            bench::run(quick)
+        }
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}

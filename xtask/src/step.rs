@@ -1,0 +1,156 @@
+//! Named, timed steps and the child processes they run.
+//!
+//! Every piece of work xtask does is a *step*: it prints a header line to stderr, runs,
+//! prints its duration, and on failure returns an error that names the step and the
+//! command, so the first line of a failed CI log says what broke.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The cargo that launched xtask (`$CARGO`), so nested builds use the same toolchain.
+pub fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(program);
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// The directory cargo builds into: `$CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        // Cargo resolves a relative value against the directory it was started in.
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Durations of finished steps, for the summary line at the end of a run.
+#[derive(Default)]
+pub struct Timings(Vec<(String, Duration)>);
+
+impl Timings {
+    /// Runs `body` as the step `name`, announcing it with `what` (usually the command).
+    ///
+    /// # Errors
+    /// Returns `body`'s error, wrapped with the step's name and elapsed time.
+    pub fn step<T>(&mut self, name: &str, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+        eprintln!("\n==> {name}: {what}");
+        let start = Instant::now();
+        let result = body();
+        let elapsed = start.elapsed();
+        match &result {
+            Ok(_) => eprintln!("==> {name}: ok in {}", secs(elapsed)),
+            Err(_) => eprintln!("==> {name}: FAILED after {}", secs(elapsed)),
+        }
+        self.0.push((name.to_owned(), elapsed));
+        result.with_context(|| format!("step `{name}` failed after {}", secs(elapsed)))
+    }
+
+    /// Runs `cmd` as the step `name`; `hint` tells the reader how to fix a failure.
+    ///
+    /// # Errors
+    /// Fails if the command cannot start or exits unsuccessfully.
+    pub fn command(&mut self, name: &str, cmd: &mut Command, hint: &str) -> Result<()> {
+        let shown = display(cmd);
+        self.step(name, &shown, || {
+            run(cmd)?;
+            Ok(())
+        })
+        .with_context(|| hint.to_owned())
+    }
+
+    /// One line listing every step and its duration.
+    pub fn summary(&self) -> String {
+        let total: Duration = self.0.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = self.0.iter().map(|(n, d)| format!("{n} {}", secs(*d))).collect();
+        format!("{} (total {})", parts.join(", "), secs(total))
+    }
+}
+
+/// Runs `cmd` with inherited stdio and fails unless it exits with status 0.
+///
+/// # Errors
+/// Fails if the program cannot be started or exits unsuccessfully.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = display(cmd);
+    let status = cmd.status().with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` exited with {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, passing stderr through, and returns its stdout as UTF-8 text.
+///
+/// # Errors
+/// Fails if the program cannot be started, exits unsuccessfully, or prints non-UTF-8.
+pub fn capture(cmd: &mut Command) -> Result<String> {
+    let shown = display(cmd);
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !output.status.success() {
+        bail!("`{shown}` exited with {}", output.status);
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("`{shown}` printed non-UTF-8 output"))
+}
+
+/// A shell-like rendering of a command and the environment it sets, for messages.
+pub fn display(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(key, value)| Some(format!("{}={}", key.display(), quote(value?))))
+        .collect();
+    let program = Path::new(cmd.get_program());
+    let program = program.file_name().unwrap_or(program.as_os_str());
+    parts.push(quote(program));
+    parts.extend(cmd.get_args().map(quote));
+    parts.join(" ")
+}
+
+fn quote(word: &OsStr) -> String {
+    let text = word.to_string_lossy();
+    if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "\"'$;&|*".contains(c)) {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    } else {
+        text.into_owned()
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_shows_env_and_quotes_arguments() {
+        let mut cmd = Command::new("/usr/bin/cargo");
+        cmd.env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace"]);
+        assert_eq!(display(&cmd), "RUSTDOCFLAGS='-D warnings' cargo doc --workspace");
+    }
+
+    #[test]
+    fn failed_step_names_itself() {
+        let mut timings = Timings::default();
+        let err = timings
+            .step("lint", "nothing", || -> Result<()> { bail!("boom") })
+            .expect_err("the body fails");
+        assert!(format!("{err:#}").starts_with("step `lint` failed after"), "{err:#}");
+        assert!(timings.summary().starts_with("lint "));
+    }
+}
