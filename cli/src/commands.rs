@@ -11,7 +11,10 @@ use ctiforge_model::{Architecture, Generated, LoadedModel, SamplingConfig, parse
 use serde_json::json;
 
 /// The bundled model the demo uses when `--model` is not given.
-const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/models/aidreams260K");
+const BUNDLED_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../datasets/models/aidreams260K"
+);
 
 /// `ctiforge model ...`
 #[derive(Debug, Subcommand)]
@@ -201,7 +204,10 @@ fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         println!(
             "prompt {:.1} tok/s ({} tokens), generation {:.1} tok/s ({} tokens), median of {}",
-            r.prompt_tokens_per_sec, r.prompt_tokens, r.generation_tokens_per_sec, r.new_tokens,
+            r.prompt_tokens_per_sec,
+            r.prompt_tokens,
+            r.generation_tokens_per_sec,
+            r.new_tokens,
             r.repeats
         );
     }
@@ -217,8 +223,11 @@ fn init(args: &InitArgs) -> Result<()> {
         "bf16" => SaveDtype::Bf16,
         other => bail!("--dtype {other:?}: expected f32, f16 or bf16"),
     };
-    let overrides =
-        args.overrides.iter().map(|s| parse_override(s)).collect::<Result<Vec<_>, _>>()?;
+    let overrides = args
+        .overrides
+        .iter()
+        .map(|s| parse_override(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let spec = InitSpec {
         arch,
         preset,
@@ -284,18 +293,32 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     println!("  architecture   {}", c.architecture);
     println!("  parameters     {} ({params})", human_count(params));
     println!("  stored as      {}", dtypes.join(", "));
-    println!("  layers         {} x d_model {} (d_ff {})", c.n_layers, c.d_model, c.d_ff);
+    println!(
+        "  layers         {} x d_model {} (d_ff {})",
+        c.n_layers, c.d_model, c.d_ff
+    );
     println!(
         "  attention      {} query heads, {} kv heads, head_dim {}{}",
         c.n_heads,
         c.n_kv_heads,
         c.head_dim,
-        c.sliding_window.map(|w| format!(", sliding window {w}")).unwrap_or_default()
+        c.sliding_window
+            .map(|w| format!(", sliding window {w}"))
+            .unwrap_or_default()
     );
-    println!("  vocabulary     {} (tied embeddings: {})", c.vocab_size, c.tie_embeddings);
-    println!("  context        {} (rope theta {}, scaling {:?})", c.max_seq_len, c.rope_theta, c.rope_scaling);
-    println!("  memory (f32)   weights {}, kv cache at full context {} per sequence",
-        human_bytes(f32_bytes), human_bytes(kv_bytes));
+    println!(
+        "  vocabulary     {} (tied embeddings: {})",
+        c.vocab_size, c.tie_embeddings
+    );
+    println!(
+        "  context        {} (rope theta {}, scaling {:?})",
+        c.max_seq_len, c.rope_theta, c.rope_scaling
+    );
+    println!(
+        "  memory (f32)   weights {}, kv cache at full context {} per sequence",
+        human_bytes(f32_bytes),
+        human_bytes(kv_bytes)
+    );
     Ok(())
 }
 
@@ -304,7 +327,11 @@ fn logits(args: &LogitsArgs) -> Result<()> {
         .tokens
         .split(',')
         .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<u32>().with_context(|| format!("--tokens: {s:?} is not a token id")))
+        .map(|s| {
+            s.trim()
+                .parse::<u32>()
+                .with_context(|| format!("--tokens: {s:?} is not a token id"))
+        })
         .collect::<Result<_>>()?;
     if tokens.is_empty() {
         bail!("--tokens: give at least one token id, e.g. --tokens 1,2,3");
@@ -317,7 +344,10 @@ fn logits(args: &LogitsArgs) -> Result<()> {
     } else {
         for (pos, (token, row)) in tokens.iter().zip(&rows).enumerate() {
             let best = ctiforge_model::generate::argmax(row);
-            println!("{pos}\ttoken {token}\targmax {best}\tlogit {:.5}", row[best as usize]);
+            println!(
+                "{pos}\ttoken {token}\targmax {best}\tlogit {:.5}",
+                row[best as usize]
+            );
         }
     }
     Ok(())
@@ -325,7 +355,11 @@ fn logits(args: &LogitsArgs) -> Result<()> {
 
 /// Runs `ctiforge generate`.
 pub fn generate(args: &GenerateArgs) -> Result<()> {
-    let prompts = if args.prompt.is_empty() { vec![String::new()] } else { args.prompt.clone() };
+    let prompts = if args.prompt.is_empty() {
+        vec![String::new()]
+    } else {
+        args.prompt.clone()
+    };
     run_generation(&args.model, &prompts, &args.sampling)
 }
 
@@ -334,7 +368,11 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     if !std::path::Path::new(&args.model).exists() && args.model == BUNDLED_MODEL {
         bail!("the bundled model is not at {BUNDLED_MODEL}; pass --model FOLDER");
     }
-    run_generation(&args.model, std::slice::from_ref(&args.prompt), &args.sampling)
+    run_generation(
+        &args.model,
+        std::slice::from_ref(&args.prompt),
+        &args.sampling,
+    )
 }
 
 fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<()> {
@@ -361,8 +399,12 @@ fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<(
     let outputs = ctiforge_model::generate(&loaded.model, &encoded, &config, Some(tokenizer))?;
     let secs = started.elapsed().as_secs_f64();
     let new_tokens: usize = outputs.iter().map(|o| o.ids.len()).sum();
-    tracing::info!(new_tokens, secs = format!("{secs:.2}"),
-        tokens_per_sec = format!("{:.1}", new_tokens as f64 / secs.max(1e-9)), "generated");
+    tracing::info!(
+        new_tokens,
+        secs = format!("{secs:.2}"),
+        tokens_per_sec = format!("{:.1}", new_tokens as f64 / secs.max(1e-9)),
+        "generated"
+    );
     print_outputs(&outputs, s.json);
     Ok(())
 }
@@ -371,14 +413,18 @@ fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<(
 fn encode_prompt(loaded: &LoadedModel, prompt: &str, s: &SamplingArgs) -> Result<Vec<u32>> {
     let tokenizer = loaded.tokenizer()?;
     if s.chat {
-        let template = select_template(Some(tokenizer.config()), loaded.model.config.architecture.hf_class())?;
+        let template = select_template(
+            Some(tokenizer.config()),
+            loaded.model.config.architecture.hf_class(),
+        )?;
         let mut messages = Vec::new();
         if let Some(system) = &s.system {
             messages.push(ChatMessage::system(system.clone()));
         }
         messages.push(ChatMessage::user(prompt));
         let token = |id: Option<u32>| {
-            id.and_then(|i| tokenizer.inner().id_to_token(i)).unwrap_or_default()
+            id.and_then(|i| tokenizer.inner().id_to_token(i))
+                .unwrap_or_default()
         };
         let text = template.render(
             &messages,

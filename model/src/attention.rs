@@ -85,9 +85,21 @@ impl Attention {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
 
         // Project and split heads.
-        let q = self.q_proj.forward(x.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2); // [b, nh, t, hd]
-        let k = self.k_proj.forward(x.clone()).reshape([b, t, nkv, hd]).swap_dims(1, 2); // [b, nkv, t, hd]
-        let v = self.v_proj.forward(x).reshape([b, t, nkv, hd]).swap_dims(1, 2); // [b, nkv, t, hd]
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, t, nh, hd])
+            .swap_dims(1, 2); // [b, nh, t, hd]
+        let k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2); // [b, nkv, t, hd]
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2); // [b, nkv, t, hd]
 
         // Rotate queries and keys by their positions.
         let q = Rope::apply(q, cos, sin);

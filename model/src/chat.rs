@@ -72,7 +72,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with any role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     /// A `system` message.
@@ -115,7 +118,10 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(template_error)?;
-        Ok(Self { env, source: source.to_owned() })
+        Ok(Self {
+            env,
+            source: source.to_owned(),
+        })
     }
 
     /// The built-in Llama 3 instruct template ([`LLAMA3_TEMPLATE`]).
@@ -158,7 +164,10 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<String> {
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(template_error)?;
         let context = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -244,8 +253,15 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// English weekday names, Sunday first.
-const WEEKDAYS: [&str; 7] =
-    ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Formats `unix_secs` (UTC) with the `strftime` codes chat templates use: `%Y %y %m %d %e %j
 /// %H %I %M %S %p %B %b %h %A %a %Z %z %%`, each numeric one also with glibc's `-` (no padding)
@@ -256,7 +272,11 @@ fn strftime_utc(format: &str, unix_secs: u64) -> String {
     let (year, month, day) = civil_from_days(days);
     let day_of_year = days - days_from_civil(year, 1, 1) + 1;
     let weekday = ((days + 4) % 7) as usize; // 1970-01-01 was a Thursday.
-    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day % 3600 / 60, secs_of_day % 60);
+    let (hour, minute, second) = (
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60,
+    );
     let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
     let month_name = MONTHS[(month - 1) as usize];
     let weekday_name = WEEKDAYS[weekday];
@@ -270,7 +290,11 @@ fn strftime_utc(format: &str, unix_secs: u64) -> String {
         }
         let unpadded = chars.next_if_eq(&'-').is_some();
         let number = |value: u64, width: usize| {
-            if unpadded { value.to_string() } else { format!("{value:0width$}") }
+            if unpadded {
+                value.to_string()
+            } else {
+                format!("{value:0width$}")
+            }
         };
         match chars.next() {
             Some('Y') => out.push_str(&year.to_string()),
@@ -316,7 +340,11 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153; // 0 = March
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     (year, month, day)
 }
@@ -493,7 +521,11 @@ fn python_number(value: &Value) -> std::result::Result<String, minijinja::Error>
     let exponent: i32 = exponent.parse().unwrap_or(0);
     if (-4..16).contains(&exponent) {
         let plain = float.to_string();
-        Ok(if plain.contains('.') { plain } else { format!("{plain}.0") })
+        Ok(if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        })
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
         Ok(format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs()))
@@ -532,28 +564,42 @@ mod tests {
     #[test]
     fn llama3_renders_published_format() {
         let template = ChatTemplate::llama3().unwrap();
-        let messages = [ChatMessage::system("You are helpful."), ChatMessage::user(" Hi ")];
-        let text = template.render(&messages, true, "<|begin_of_text|>", "<|eot_id|>").unwrap();
+        let messages = [
+            ChatMessage::system("You are helpful."),
+            ChatMessage::user(" Hi "),
+        ];
+        let text = template
+            .render(&messages, true, "<|begin_of_text|>", "<|eot_id|>")
+            .unwrap();
         assert_eq!(
             text,
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are helpful.\
              <|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
              <|start_header_id|>assistant<|end_header_id|>\n\n"
         );
-        let text = template.render(&messages[1..], false, "<|begin_of_text|>", "").unwrap();
-        assert_eq!(text, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+        let text = template
+            .render(&messages[1..], false, "<|begin_of_text|>", "")
+            .unwrap();
+        assert_eq!(
+            text,
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        );
     }
 
     #[test]
     fn mistral_prepends_system_to_first_user_turn() {
         let template = ChatTemplate::mistral().unwrap();
-        let text = template.render(&conversation(), true, "<s>", "</s>").unwrap();
+        let text = template
+            .render(&conversation(), true, "<s>", "</s>")
+            .unwrap();
         assert_eq!(
             text,
             "<s>[INST] Be brief.\n\nWhat is T1059? [/INST]Command and Scripting Interpreter.</s>\
              [INST] And T1566? [/INST]"
         );
-        let text = template.render(&conversation()[1..2], false, "<s>", "</s>").unwrap();
+        let text = template
+            .render(&conversation()[1..2], false, "<s>", "</s>")
+            .unwrap();
         assert_eq!(text, "<s>[INST] What is T1059? [/INST]");
     }
 
@@ -561,7 +607,9 @@ mod tests {
     fn raise_exception_becomes_chat_template_error() {
         let template = ChatTemplate::mistral().unwrap();
         let messages = [ChatMessage::user("a"), ChatMessage::user("b")];
-        let err = template.render(&messages, false, "<s>", "</s>").unwrap_err();
+        let err = template
+            .render(&messages, false, "<s>", "</s>")
+            .unwrap_err();
         assert!(matches!(err, Error::ChatTemplate { .. }), "{err:?}");
         assert!(err.to_string().contains("roles must alternate"), "{err}");
     }
@@ -598,7 +646,9 @@ mod tests {
              {{ {'k': 'é'} | tojson(ensure_ascii=true) }}",
         )
         .unwrap();
-        let text = template.render(&[ChatMessage::user("hi")], false, "", "").unwrap();
+        let text = template
+            .render(&[ChatMessage::user("hi")], false, "", "")
+            .unwrap();
         assert_eq!(
             text,
             concat!(
@@ -607,8 +657,13 @@ mod tests {
             )
         );
         let template = ChatTemplate::new("{{ messages | tojson(indent=2) }}").unwrap();
-        let text = template.render(&[ChatMessage::user("hi")], false, "", "").unwrap();
-        assert_eq!(text, "[\n  {\n    \"role\": \"user\",\n    \"content\": \"hi\"\n  }\n]");
+        let text = template
+            .render(&[ChatMessage::user("hi")], false, "", "")
+            .unwrap();
+        assert_eq!(
+            text,
+            "[\n  {\n    \"role\": \"user\",\n    \"content\": \"hi\"\n  }\n]"
+        );
     }
 
     #[test]
@@ -629,12 +684,19 @@ mod tests {
         // 2024-07-23 14:05:09 UTC, a Tuesday.
         let secs = 1_721_743_509;
         assert_eq!(strftime_utc("%d %b %Y", secs), "23 Jul 2024");
-        assert_eq!(strftime_utc("%A, %B %-d, %y %H:%M:%S %p", secs), "Tuesday, July 23, 24 14:05:09 PM");
+        assert_eq!(
+            strftime_utc("%A, %B %-d, %y %H:%M:%S %p", secs),
+            "Tuesday, July 23, 24 14:05:09 PM"
+        );
         assert_eq!(strftime_utc("%j %I %% %Q", secs), "205 02 % %Q");
         assert_eq!(strftime_utc("%Y-%m-%d", 0), "1970-01-01");
         assert_eq!(strftime_utc("%Y-%m-%d %a", 951_782_400), "2000-02-29 Tue");
         let template = ChatTemplate::new("{{ strftime_now('%Y') }}").unwrap();
-        let year: u32 = template.render(&[], false, "", "").unwrap().parse().unwrap();
+        let year: u32 = template
+            .render(&[], false, "", "")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(year >= 2024);
     }
 
@@ -759,7 +821,15 @@ json.dump(results, sys.stdout, ensure_ascii=False)
         for (name, source, bos, eos) in templates {
             for (index, messages) in conversations.iter().enumerate() {
                 for add_generation_prompt in [false, true] {
-                    cases.push((name, index, source, bos, eos, messages, add_generation_prompt));
+                    cases.push((
+                        name,
+                        index,
+                        source,
+                        bos,
+                        eos,
+                        messages,
+                        add_generation_prompt,
+                    ));
                 }
             }
         }
@@ -796,7 +866,9 @@ json.dump(results, sys.stdout, ensure_ascii=False)
         for (case, reference) in cases.iter().zip(&expected) {
             let (name, index, source, bos, eos, messages, add) = case;
             let label = format!("template {name}, conversation {index}, generation prompt {add}");
-            let ours = ChatTemplate::new(source).unwrap().render(messages, *add, bos, eos);
+            let ours = ChatTemplate::new(source)
+                .unwrap()
+                .render(messages, *add, bos, eos);
             match (reference.get("ok").and_then(|v| v.as_str()), ours) {
                 (Some(want), Ok(got)) => assert_eq!(got, want, "{label}"),
                 (None, Err(err)) => {

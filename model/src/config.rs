@@ -132,8 +132,10 @@ impl ModelConfig {
     /// the architecture is not Llama or Mistral, or the sizes are inconsistent.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_hf_json(&value, path)
     }
 
@@ -207,10 +209,13 @@ impl ModelConfig {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(Error::config(origin, format!("{name} must be positive, got 0")));
+                return Err(Error::config(
+                    origin,
+                    format!("{name} must be positive, got 0"),
+                ));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::config(
                 origin,
                 format!(
@@ -219,20 +224,34 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::config(
                 origin,
-                format!("head_dim must be even for rotary embeddings, got {}", self.head_dim),
+                format!(
+                    "head_dim must be even for rotary embeddings, got {}",
+                    self.head_dim
+                ),
             ));
         }
         if self.sliding_window == Some(0) {
-            return Err(Error::config(origin, "sliding_window must be positive or null"));
+            return Err(Error::config(
+                origin,
+                "sliding_window must be positive or null",
+            ));
         }
-        for id in self.eos_token_ids.iter().chain(&self.bos_token_id).chain(&self.pad_token_id) {
+        for id in self
+            .eos_token_ids
+            .iter()
+            .chain(&self.bos_token_id)
+            .chain(&self.pad_token_id)
+        {
             if *id as usize >= self.vocab_size {
                 return Err(Error::config(
                     origin,
-                    format!("special token id {id} is outside vocab_size {}", self.vocab_size),
+                    format!(
+                        "special token id {id} is outside vocab_size {}",
+                        self.vocab_size
+                    ),
                 ));
             }
         }
@@ -243,11 +262,17 @@ impl ModelConfig {
     pub fn parameter_count(&self) -> usize {
         let attn_in = self.d_model * (self.n_heads + 2 * self.n_kv_heads) * self.head_dim;
         let attn_out = self.n_heads * self.head_dim * self.d_model;
-        let attn_bias =
-            if self.attention_bias { (self.n_heads + 2 * self.n_kv_heads) * self.head_dim } else { 0 }
-                + if self.attention_bias { self.d_model } else { 0 };
+        let attn_bias = if self.attention_bias {
+            (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
+        } else {
+            0
+        } + if self.attention_bias { self.d_model } else { 0 };
         let mlp = 3 * self.d_model * self.d_ff
-            + if self.mlp_bias { 2 * self.d_ff + self.d_model } else { 0 };
+            + if self.mlp_bias {
+                2 * self.d_ff + self.d_model
+            } else {
+                0
+            };
         let per_layer = attn_in + attn_out + attn_bias + mlp + 2 * self.d_model;
         let embed = self.vocab_size * self.d_model;
         let head = if self.tie_embeddings { 0 } else { embed };
@@ -265,7 +290,10 @@ impl ModelConfig {
         let mut put = |k: &str, v: Value| {
             m.insert(k.to_owned(), v);
         };
-        put("architectures", Value::from(vec![self.architecture.hf_class()]));
+        put(
+            "architectures",
+            Value::from(vec![self.architecture.hf_class()]),
+        );
         put("model_type", self.architecture.model_type().into());
         put("vocab_size", self.vocab_size.into());
         put("hidden_size", self.d_model.into());
@@ -277,7 +305,10 @@ impl ModelConfig {
         put("max_position_embeddings", self.max_seq_len.into());
         put("rms_norm_eps", self.norm_eps.into());
         put("rope_theta", f64::from(self.rope_theta).into());
-        put("rope_scaling", rope_scaling_json(self.rope_scaling.as_ref()));
+        put(
+            "rope_scaling",
+            rope_scaling_json(self.rope_scaling.as_ref()),
+        );
         put("hidden_act", "silu".into());
         put("tie_word_embeddings", self.tie_embeddings.into());
         put("attention_bias", self.attention_bias.into());
@@ -285,10 +316,16 @@ impl ModelConfig {
         if self.architecture == Architecture::Llama {
             put("mlp_bias", self.mlp_bias.into());
         } else {
-            put("sliding_window", self.sliding_window.map_or(Value::Null, Value::from));
+            put(
+                "sliding_window",
+                self.sliding_window.map_or(Value::Null, Value::from),
+            );
         }
         put("initializer_range", 0.02.into());
-        put("bos_token_id", self.bos_token_id.map_or(Value::Null, Value::from));
+        put(
+            "bos_token_id",
+            self.bos_token_id.map_or(Value::Null, Value::from),
+        );
         put(
             "eos_token_id",
             match self.eos_token_ids.as_slice() {
@@ -342,7 +379,10 @@ impl Fields<'_> {
     }
 
     fn wrong(&self, key: &str, expected: &str, got: &Value) -> Error {
-        Error::config(self.origin, format!("field {key:?}: expected {expected}, got {got}"))
+        Error::config(
+            self.origin,
+            format!("field {key:?}: expected {expected}, got {got}"),
+        )
     }
 
     fn usize(&self, key: &str) -> Result<usize> {
@@ -363,21 +403,30 @@ impl Fields<'_> {
     fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.present(key) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong(key, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a number", v)),
         }
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.present(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "true or false", v)),
         }
     }
 
     fn opt_str(&self, key: &str) -> Result<Option<&str>> {
         match self.present(key) {
             None => Ok(None),
-            Some(v) => v.as_str().map(Some).ok_or_else(|| self.wrong(key, "a string", v)),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a string", v)),
         }
     }
 
@@ -387,7 +436,9 @@ impl Fields<'_> {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_u64().map(|n| n as u32).ok_or_else(|| self.wrong(key, "token ids", v))
+                    v.as_u64()
+                        .map(|n| n as u32)
+                        .ok_or_else(|| self.wrong(key, "token ids", v))
                 })
                 .collect(),
             Some(v) => v
@@ -404,7 +455,10 @@ impl Fields<'_> {
             _ => None,
         };
         let named = model_type.or(class).ok_or_else(|| {
-            Error::config(self.origin, "missing \"model_type\" (and no \"architectures\")")
+            Error::config(
+                self.origin,
+                "missing \"model_type\" (and no \"architectures\")",
+            )
         })?;
         named.parse().map_err(|_| {
             Error::config(
@@ -421,9 +475,17 @@ impl Fields<'_> {
         let Some(v) = self.present("rope_scaling") else {
             return Ok(None);
         };
-        let obj = v.as_object().ok_or_else(|| self.wrong("rope_scaling", "an object", v))?;
-        let sub = Fields { obj, origin: self.origin };
-        let kind = sub.opt_str("rope_type")?.or(sub.opt_str("type")?).unwrap_or("default");
+        let obj = v
+            .as_object()
+            .ok_or_else(|| self.wrong("rope_scaling", "an object", v))?;
+        let sub = Fields {
+            obj,
+            origin: self.origin,
+        };
+        let kind = sub
+            .opt_str("rope_type")?
+            .or(sub.opt_str("type")?)
+            .unwrap_or("default");
         let factor = || -> Result<f32> {
             sub.opt_f64("factor")?.map(|x| x as f32).ok_or_else(|| {
                 Error::config(self.origin, "rope_scaling: missing \"factor\"".to_owned())
@@ -491,7 +553,10 @@ mod tests {
         let mut v = base();
         v["hidden_size"] = "wide".into();
         let msg = parse(v).expect_err("bad type").to_string();
-        assert!(msg.contains("hidden_size") && msg.contains("config.json"), "{msg}");
+        assert!(
+            msg.contains("hidden_size") && msg.contains("config.json"),
+            "{msg}"
+        );
 
         let mut v = base();
         v["model_type"] = "gpt2".into();

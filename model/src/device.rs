@@ -136,7 +136,9 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn missing_backend_names_the_feature() {
-        let msg = parse_device("cuda:0").expect_err("not compiled").to_string();
+        let msg = parse_device("cuda:0")
+            .expect_err("not compiled")
+            .to_string();
         assert!(msg.contains("--features cuda"), "{msg}");
     }
 }

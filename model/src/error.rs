@@ -79,21 +79,33 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A weights error for `path` with `message`.
     pub fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Weights { path: path.into(), message: message.into() }
+        Error::Weights {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// A configuration error for `path` with `message`.
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Config { path: path.into(), message: message.into() }
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// A tokenizer error for `path` with `message`.
     pub fn tokenizer(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Tokenizer { path: path.into(), message: message.into() }
+        Error::Tokenizer {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -40,8 +43,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// As [`write_atomic_with`].
 pub fn write_json_atomic(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }

@@ -66,10 +66,8 @@ impl SamplingConfig {
                 self.temperature
             )));
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::Invalid(format!("top_p must be in (0, 1], got {p}")));
-            }
+        if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(Error::Invalid(format!("top_p must be in (0, 1], got {p}")));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -141,7 +139,9 @@ pub fn generate(
         )));
     }
     if !config.stop_strings.is_empty() && tokenizer.is_none() {
-        return Err(Error::Invalid("generate: stop strings need a tokenizer".to_owned()));
+        return Err(Error::Invalid(
+            "generate: stop strings need a tokenizer".to_owned(),
+        ));
     }
     let max_ctx = model.config.max_seq_len;
     for (i, p) in prompts.iter().enumerate() {
@@ -156,11 +156,18 @@ pub fn generate(
 
     let mut rows: Vec<Row> = prompts
         .iter()
-        .map(|p| Row { ids: p.clone(), prompt_len: p.len(), done: None, text_len: None })
+        .map(|p| Row {
+            ids: p.clone(),
+            prompt_len: p.len(),
+            done: None,
+            text_len: None,
+        })
         .collect();
     let width = rows.iter().map(|r| r.prompt_len).max().unwrap_or(0);
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut cache = config.use_cache.then(|| KvCache::new(model.config.n_layers));
+    let mut cache = config
+        .use_cache
+        .then(|| KvCache::new(model.config.n_layers));
     let mut steps = 0;
 
     while steps < config.max_new_tokens && rows.iter().any(|r| r.done.is_none()) {
@@ -170,7 +177,13 @@ pub fn generate(
             }
             break;
         }
-        let batch = step_batch(&rows, width, steps, cache.as_ref().map_or(0, KvCache::len), model);
+        let batch = step_batch(
+            &rows,
+            width,
+            steps,
+            cache.as_ref().map_or(0, KvCache::len),
+            model,
+        );
         let logits = to_host(model.forward_last(&batch, cache.as_mut())?)?;
         let vocab = model.config.vocab_size;
         for (row, logits) in rows.iter_mut().zip(logits.chunks(vocab)) {
@@ -201,7 +214,11 @@ pub fn generate(
                     text
                 }
             };
-            Ok(Generated { ids: new, text, finish: row.done.unwrap_or(FinishReason::Length) })
+            Ok(Generated {
+                ids: new,
+                text,
+                finish: row.done.unwrap_or(FinishReason::Length),
+            })
         })
         .collect()
 }
@@ -226,7 +243,14 @@ fn step_batch(
         let pad = width - row.prompt_len;
         // A finished row keeps being fed its last id; its output is ignored.
         let id_at = |j: usize| -> u32 {
-            if j < pad { row.ids[0] } else { row.ids.get(j - pad).copied().unwrap_or(row.ids[row.ids.len() - 1]) }
+            if j < pad {
+                row.ids[0]
+            } else {
+                row.ids
+                    .get(j - pad)
+                    .copied()
+                    .unwrap_or(row.ids[row.ids.len() - 1])
+            }
         };
         for j in start..total {
             tokens.push(id_at(j));
@@ -235,7 +259,13 @@ fn step_batch(
         valid.extend((0..total).map(|j| j >= pad));
     }
     let mask = AttentionMask::causal(b, start, seq, valid, model.config.sliding_window);
-    ForwardBatch { tokens, positions, batch: b, seq, mask }
+    ForwardBatch {
+        tokens,
+        positions,
+        batch: b,
+        seq,
+        mask,
+    }
 }
 
 /// Marks a row finished when `next` is a stop token or a stop string appeared.
@@ -251,7 +281,11 @@ fn update_stop(
     }
     if let (false, Some(tok)) = (config.stop_strings.is_empty(), tokenizer) {
         let text = tok.decode(&row.ids[row.prompt_len..], true)?;
-        let cut = config.stop_strings.iter().filter_map(|s| text.find(s.as_str())).min();
+        let cut = config
+            .stop_strings
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min();
         if let Some(cut) = cut {
             row.done = Some(FinishReason::StopString);
             row.text_len = Some(cut);
@@ -272,8 +306,11 @@ fn choose(logits: &[f32], history: &[u32], config: &SamplingConfig, rng: &mut St
     for s in &mut scores {
         *s /= config.temperature;
     }
-    let mut candidates: Vec<(u32, f32)> =
-        scores.iter().enumerate().map(|(i, &s)| (i as u32, s)).collect();
+    let mut candidates: Vec<(u32, f32)> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (i as u32, s))
+        .collect();
     // Stable sort, descending: ties keep the lower id first, so results are reproducible.
     candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(k) = config.top_k.filter(|&k| k > 0) {
@@ -305,7 +342,11 @@ fn apply_repetition_penalty(scores: &mut [f32], history: &[u32], penalty: f32) {
         }
     }
     for (score, _) in scores.iter_mut().zip(&seen).filter(|(_, seen)| **seen) {
-        *score = if *score < 0.0 { *score * penalty } else { *score / penalty };
+        *score = if *score < 0.0 {
+            *score * penalty
+        } else {
+            *score / penalty
+        };
     }
 }
 
@@ -367,11 +408,17 @@ mod tests {
     #[test]
     fn sampling_is_seeded_and_respects_top_k() {
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
-        let config =
-            SamplingConfig { temperature: 1.0, top_k: Some(3), seed: 7, ..Default::default() };
+        let config = SamplingConfig {
+            temperature: 1.0,
+            top_k: Some(3),
+            seed: 7,
+            ..Default::default()
+        };
         let draw = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (0..40).map(|_| choose(&logits, &[], &config, &mut rng)).collect::<Vec<_>>()
+            (0..40)
+                .map(|_| choose(&logits, &[], &config, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
@@ -382,16 +429,36 @@ mod tests {
     #[test]
     fn top_p_one_token_is_greedy() {
         let logits = vec![0.0, 5.0, 1.0];
-        let config = SamplingConfig { temperature: 1.0, top_p: Some(0.01), ..Default::default() };
+        let config = SamplingConfig {
+            temperature: 1.0,
+            top_p: Some(0.01),
+            ..Default::default()
+        };
         let mut rng = StdRng::seed_from_u64(1);
         assert!((0..20).all(|_| choose(&logits, &[], &config, &mut rng) == 1));
     }
 
     #[test]
     fn bad_settings_are_rejected() {
-        let bad = SamplingConfig { temperature: -1.0, ..Default::default() };
-        assert!(bad.validate().expect_err("negative").to_string().contains("temperature"));
-        let bad = SamplingConfig { top_p: Some(1.5), ..Default::default() };
-        assert!(bad.validate().expect_err("top_p").to_string().contains("top_p"));
+        let bad = SamplingConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .expect_err("negative")
+                .to_string()
+                .contains("temperature")
+        );
+        let bad = SamplingConfig {
+            top_p: Some(1.5),
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .expect_err("top_p")
+                .to_string()
+                .contains("top_p")
+        );
     }
 }

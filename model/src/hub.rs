@@ -59,10 +59,13 @@ impl HubId {
             !s.is_empty()
                 && s != "."
                 && s != ".."
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
-        (parts.next().is_none() && ok(org) && ok(name))
-            .then(|| HubId { repo: repo.to_owned(), revision: revision.to_owned() })
+        (parts.next().is_none() && ok(org) && ok(name)).then(|| HubId {
+            repo: repo.to_owned(),
+            revision: revision.to_owned(),
+        })
     }
 }
 
@@ -131,7 +134,9 @@ pub fn resolve_in(id: &HubId, cache: &Path, download: bool) -> Result<PathBuf> {
     }
     match config {
         Some(config) if missing.is_empty() && weights_ok => {
-            let dir = config.parent().map_or_else(|| cache.to_path_buf(), Path::to_path_buf);
+            let dir = config
+                .parent()
+                .map_or_else(|| cache.to_path_buf(), Path::to_path_buf);
             tracing::debug!(repo = %id.repo, dir = %dir.display(), "resolved hub model");
             Ok(dir)
         }
@@ -158,8 +163,10 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
         weight_map: std::collections::BTreeMap<String, String>,
     }
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let parsed: Index = serde_json::from_str(&text)
-        .map_err(|source| Error::Json { path: index.to_path_buf(), source })?;
+    let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: index.to_path_buf(),
+        source,
+    })?;
     let mut files: Vec<String> = parsed.weight_map.into_values().collect();
     files.sort();
     files.dedup();
@@ -204,10 +211,17 @@ mod tests {
         let snapshot = fake_cache(
             cache.path(),
             "org/tiny",
-            &[("config.json", b"{}"), ("tokenizer.json", b"{}"), ("model.safetensors", b"x")],
+            &[
+                ("config.json", b"{}"),
+                ("tokenizer.json", b"{}"),
+                ("model.safetensors", b"x"),
+            ],
         );
         let id = HubId::parse("org/tiny").expect("id");
-        assert_eq!(resolve_in(&id, cache.path(), false).expect("resolved"), snapshot);
+        assert_eq!(
+            resolve_in(&id, cache.path(), false).expect("resolved"),
+            snapshot
+        );
     }
 
     #[test]
@@ -215,13 +229,25 @@ mod tests {
         let cache = tempfile::tempdir().expect("tempdir");
         fake_cache(cache.path(), "org/tiny", &[("config.json", b"{}")]);
         let id = HubId::parse("org/tiny").expect("id");
-        let msg = resolve_in(&id, cache.path(), false).expect_err("incomplete").to_string();
-        assert!(msg.contains("tokenizer.json") && msg.contains("model.safetensors"), "{msg}");
+        let msg = resolve_in(&id, cache.path(), false)
+            .expect_err("incomplete")
+            .to_string();
+        assert!(
+            msg.contains("tokenizer.json") && msg.contains("model.safetensors"),
+            "{msg}"
+        );
         assert!(msg.contains(&cache.path().display().to_string()), "{msg}");
 
-        let msg = resolve_in(&HubId::parse("org/absent").expect("id"), cache.path(), false)
-            .expect_err("absent")
-            .to_string();
-        assert!(msg.contains("config.json") && msg.contains("org/absent"), "{msg}");
+        let msg = resolve_in(
+            &HubId::parse("org/absent").expect("id"),
+            cache.path(),
+            false,
+        )
+        .expect_err("absent")
+        .to_string();
+        assert!(
+            msg.contains("config.json") && msg.contains("org/absent"),
+            "{msg}"
+        );
     }
 }

@@ -41,9 +41,9 @@ impl std::str::FromStr for Preset {
         match s {
             "tiny" => Ok(Preset::Tiny),
             "small" => Ok(Preset::Small),
-            other => {
-                Err(Error::Invalid(format!("unknown preset {other:?}: expected tiny or small")))
-            }
+            other => Err(Error::Invalid(format!(
+                "unknown preset {other:?}: expected tiny or small"
+            ))),
         }
     }
 }
@@ -88,7 +88,9 @@ pub struct InitSpec {
 /// [`Error::Invalid`] when there is no `=` or the key is empty.
 pub fn parse_override(text: &str) -> Result<(String, Value)> {
     let (key, value) = text.split_once('=').ok_or_else(|| {
-        Error::Invalid(format!("--set {text:?}: expected key=value, e.g. num_hidden_layers=4"))
+        Error::Invalid(format!(
+            "--set {text:?}: expected key=value, e.g. num_hidden_layers=4"
+        ))
     })?;
     let key = key.trim();
     if key.is_empty() {
@@ -114,9 +116,17 @@ pub fn init_model(spec: &InitSpec) -> Result<ModelConfig> {
             spec.out.display()
         )));
     }
-    let parent = spec.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = spec
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = spec.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = spec
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let staging = parent.join(format!(".{name}.{}.partial", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -165,7 +175,10 @@ fn write_folder(spec: &InitSpec, dir: &Path) -> Result<ModelConfig> {
         "do_sample": false,
         "max_new_tokens": 64,
     });
-    write_json_atomic(&dir.join(crate::generation_config::GENERATION_CONFIG_FILE), &generation)?;
+    write_json_atomic(
+        &dir.join(crate::generation_config::GENERATION_CONFIG_FILE),
+        &generation,
+    )?;
     tracing::info!(
         arch = %config.architecture,
         params = config.parameter_count(),
@@ -256,7 +269,11 @@ fn tensor_shape(c: &ModelConfig, name: &str) -> Vec<usize> {
             LayerTensor::Gate | LayerTensor::Up => (c.d_ff, d),
             LayerTensor::Down => (d, c.d_ff),
         });
-    if cols == 0 || bias { vec![rows] } else { vec![rows, cols] }
+    if cols == 0 || bias {
+        vec![rows]
+    } else {
+        vec![rows, cols]
+    }
 }
 
 /// A standard normal draw (Box-Muller).
@@ -272,11 +289,20 @@ mod tests {
 
     #[test]
     fn overrides_parse_as_json_or_string() {
-        assert_eq!(parse_override("num_hidden_layers=4").expect("ok").1, Value::from(4));
-        assert_eq!(parse_override("sliding_window=null").expect("ok").1, Value::Null);
-        assert_eq!(parse_override("torch_dtype=bfloat16").expect("ok").1, Value::from("bfloat16"));
-        let (_, v) = parse_override(r#"rope_scaling={"rope_type":"linear","factor":2.0}"#)
-            .expect("object");
+        assert_eq!(
+            parse_override("num_hidden_layers=4").expect("ok").1,
+            Value::from(4)
+        );
+        assert_eq!(
+            parse_override("sliding_window=null").expect("ok").1,
+            Value::Null
+        );
+        assert_eq!(
+            parse_override("torch_dtype=bfloat16").expect("ok").1,
+            Value::from("bfloat16")
+        );
+        let (_, v) =
+            parse_override(r#"rope_scaling={"rope_type":"linear","factor":2.0}"#).expect("object");
         assert_eq!(v["factor"], Value::from(2.0));
         assert!(parse_override("nokey").is_err());
     }
@@ -288,7 +314,10 @@ mod tests {
             "num_attention_heads": 4, "num_key_value_heads": 2, "attention_bias": true});
         let c = ModelConfig::from_hf_json(&json, Path::new("t")).expect("config");
         let a = random_weights(&c, 3);
-        assert_eq!(a["model.layers.0.self_attn.k_proj.weight"].shape, vec![16, 32]);
+        assert_eq!(
+            a["model.layers.0.self_attn.k_proj.weight"].shape,
+            vec![16, 32]
+        );
         assert_eq!(a["model.layers.0.self_attn.o_proj.bias"].shape, vec![32]);
         assert_eq!(a["model.layers.0.mlp.down_proj.weight"].shape, vec![32, 48]);
         assert_eq!(a[names::LM_HEAD].shape, vec![300, 32]);

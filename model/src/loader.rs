@@ -79,7 +79,12 @@ impl LoadedModel {
             secs = format!("{:.2}", started.elapsed().as_secs_f64()),
             "loaded model"
         );
-        Ok(LoadedModel { dir: dir.to_path_buf(), model, tokenizer, generation })
+        Ok(LoadedModel {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            generation,
+        })
     }
 
     /// The tokenizer, or an error saying the folder has none.
@@ -97,7 +102,11 @@ impl LoadedModel {
 
     /// Ids that end generation: the tokenizer's stop tokens, else the config's EOS ids.
     pub fn stop_token_ids(&self) -> Vec<u32> {
-        let mut ids = self.tokenizer.as_ref().map(CtiTokenizer::stop_token_ids).unwrap_or_default();
+        let mut ids = self
+            .tokenizer
+            .as_ref()
+            .map(CtiTokenizer::stop_token_ids)
+            .unwrap_or_default();
         let declared = self.generation.iter().flat_map(|g| g.eos_token_id.iter());
         for &id in self.model.config.eos_token_ids.iter().chain(declared) {
             if !ids.contains(&id) {
@@ -109,7 +118,10 @@ impl LoadedModel {
 
     /// The BOS id: tokenizer first, then `config.json`.
     pub fn bos_token_id(&self) -> Option<u32> {
-        self.tokenizer.as_ref().and_then(CtiTokenizer::bos_token_id).or(self.model.config.bos_token_id)
+        self.tokenizer
+            .as_ref()
+            .and_then(CtiTokenizer::bos_token_id)
+            .or(self.model.config.bos_token_id)
     }
 }
 
@@ -126,12 +138,20 @@ pub fn build(ckpt: &Checkpoint, config: ModelConfig, device: &Device) -> Result<
 
     let linear = |i: usize, t: LayerTensor, d_out: usize, d_in: usize, bias: bool| -> Result<_> {
         let w = ckpt.read_f32_transposed(&names::layer(i, t, "weight"), d_out, d_in)?;
-        let bias = if bias { Some(ckpt.read_f32(&names::layer(i, t, "bias"), &[d_out])?) } else { None };
+        let bias = if bias {
+            Some(ckpt.read_f32(&names::layer(i, t, "bias"), &[d_out])?)
+        } else {
+            None
+        };
         Ok(b.linear_transposed(w, d_in, d_out, bias))
     };
     let norm = |name: &str| -> Result<_> { Ok(b.rms_norm(ckpt.read_f32(name, &[d])?, c.norm_eps)) };
 
-    let embed = b.embedding(ckpt.read_f32(names::EMBED, &[c.vocab_size, d])?, c.vocab_size, d);
+    let embed = b.embedding(
+        ckpt.read_f32(names::EMBED, &[c.vocab_size, d])?,
+        c.vocab_size,
+        d,
+    );
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let ab = c.attention_bias;
@@ -175,7 +195,14 @@ pub fn build(ckpt: &Checkpoint, config: ModelConfig, device: &Device) -> Result<
     };
     warn_unexpected(ckpt, c);
     let rope = Rope::new(c);
-    Ok(CausalLm { embed_tokens: embed, layers, norm: final_norm, lm_head, config, rope })
+    Ok(CausalLm {
+        embed_tokens: embed,
+        layers,
+        norm: final_norm,
+        lm_head,
+        config,
+        rope,
+    })
 }
 
 /// Logs checkpoint tensors the model does not use (HF warns about them too).
@@ -202,7 +229,9 @@ pub fn expected_names(c: &ModelConfig) -> Vec<String> {
         for t in LayerTensor::ALL {
             out.push(names::layer(i, t, "weight"));
             let has_bias = match t {
-                LayerTensor::Q | LayerTensor::K | LayerTensor::V | LayerTensor::O => c.attention_bias,
+                LayerTensor::Q | LayerTensor::K | LayerTensor::V | LayerTensor::O => {
+                    c.attention_bias
+                }
                 LayerTensor::Gate | LayerTensor::Up | LayerTensor::Down => c.mlp_bias,
                 LayerTensor::AttnNorm | LayerTensor::MlpNorm => false,
             };

@@ -35,13 +35,30 @@ impl AttentionMask {
         key_valid: Vec<bool>,
         window: Option<usize>,
     ) -> Self {
-        assert_eq!(key_valid.len(), batch * (past_len + query_len), "key_valid shape");
-        AttentionMask { batch, past_len, query_len, key_valid, window, segments: None }
+        assert_eq!(
+            key_valid.len(),
+            batch * (past_len + query_len),
+            "key_valid shape"
+        );
+        AttentionMask {
+            batch,
+            past_len,
+            query_len,
+            key_valid,
+            window,
+            segments: None,
+        }
     }
 
     /// A causal mask with every key valid.
     pub fn dense(batch: usize, past_len: usize, query_len: usize, window: Option<usize>) -> Self {
-        Self::causal(batch, past_len, query_len, vec![true; batch * (past_len + query_len)], window)
+        Self::causal(
+            batch,
+            past_len,
+            query_len,
+            vec![true; batch * (past_len + query_len)],
+            window,
+        )
     }
 
     /// Restricts attention to keys with the same segment id (for packed sequences).
@@ -67,8 +84,10 @@ impl AttentionMask {
             return false;
         }
         let in_window = self.window.is_none_or(|w| q - j < w);
-        let same_segment =
-            self.segments.as_ref().is_none_or(|s| s[b * keys + j] == s[b * keys + q]);
+        let same_segment = self
+            .segments
+            .as_ref()
+            .is_none_or(|s| s[b * keys + j] == s[b * keys + q]);
         in_window && same_segment && self.key_valid[b * keys + j]
     }
 
@@ -81,7 +100,10 @@ impl AttentionMask {
                 data.extend((0..keys).map(|j| if self.allows(b, i, j) { 0.0 } else { f32::MIN }));
             }
         }
-        Tensor::from_data(TensorData::new(data, [self.batch, 1, self.query_len, keys]), device)
+        Tensor::from_data(
+            TensorData::new(data, [self.batch, 1, self.query_len, keys]),
+            device,
+        )
     }
 }
 
@@ -92,7 +114,9 @@ mod tests {
     fn pattern(mask: &AttentionMask, b: usize) -> Vec<String> {
         (0..mask.query_len)
             .map(|i| {
-                (0..mask.key_len()).map(|j| if mask.allows(b, i, j) { '1' } else { '.' }).collect()
+                (0..mask.key_len())
+                    .map(|j| if mask.allows(b, i, j) { '1' } else { '.' })
+                    .collect()
             })
             .collect()
     }
@@ -127,7 +151,11 @@ mod tests {
     #[test]
     fn bias_has_zero_and_min() {
         let m = AttentionMask::dense(1, 0, 2, None);
-        let v: Vec<f32> = m.bias(&Device::flex()).into_data().try_to_vec().expect("f32");
+        let v: Vec<f32> = m
+            .bias(&Device::flex())
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
         assert_eq!(v, vec![0.0, f32::MIN, 0.0, 0.0]);
     }
 }

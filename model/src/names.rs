@@ -79,8 +79,13 @@ mod tests {
 
     #[test]
     fn layer_names_match_transformers() {
-        assert_eq!(layer(3, LayerTensor::K, "weight"), "model.layers.3.self_attn.k_proj.weight");
-        assert_eq!(layer(0, LayerTensor::MlpNorm, "weight"),
-            "model.layers.0.post_attention_layernorm.weight");
+        assert_eq!(
+            layer(3, LayerTensor::K, "weight"),
+            "model.layers.3.self_attn.k_proj.weight"
+        );
+        assert_eq!(
+            layer(0, LayerTensor::MlpNorm, "weight"),
+            "model.layers.0.post_attention_layernorm.weight"
+        );
     }
 }

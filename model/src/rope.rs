@@ -189,10 +189,16 @@ mod tests {
         let rope = Rope::new(&config(4, None));
         let (cos, sin) = rope.tables(&[0, 3], 1, 2, &device);
         let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0], [1, 1, 2, 4]),
+            TensorData::new(
+                vec![1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0],
+                [1, 1, 2, 4],
+            ),
             &device,
         );
-        let y: Vec<f32> = Rope::apply(x, &cos, &sin).into_data().try_to_vec().expect("f32");
+        let y: Vec<f32> = Rope::apply(x, &cos, &sin)
+            .into_data()
+            .try_to_vec()
+            .expect("f32");
         // Position 0 is the identity.
         assert_eq!(&y[..4], &[1.0, 2.0, 3.0, 4.0]);
         // Position 3: pair (x0, x2) rotates by 3 rad, pair (x1, x3) by 3 * 0.01 rad.

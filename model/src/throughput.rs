@@ -50,8 +50,9 @@ pub fn measure(
     }
     let mut rng = StdRng::seed_from_u64(20250607);
     let low = 3.min(model.config.vocab_size - 1) as u32;
-    let prompt: Vec<u32> =
-        (0..prompt_tokens).map(|_| rng.random_range(low..model.config.vocab_size as u32)).collect();
+    let prompt: Vec<u32> = (0..prompt_tokens)
+        .map(|_| rng.random_range(low..model.config.vocab_size as u32))
+        .collect();
     run_once(model, &prompt, new_tokens)?; // warm-up
     let mut prefill = Vec::with_capacity(repeats);
     let mut decode = Vec::with_capacity(repeats);
@@ -74,7 +75,8 @@ fn run_once(model: &CausalLm, prompt: &[u32], new_tokens: usize) -> Result<(f64,
     let window = model.config.sliding_window;
     let mut cache = KvCache::new(model.config.n_layers);
     let start = Instant::now();
-    let logits = to_host(model.forward_last(&ForwardBatch::single(prompt, window), Some(&mut cache))?)?;
+    let logits =
+        to_host(model.forward_last(&ForwardBatch::single(prompt, window), Some(&mut cache))?)?;
     let prefill = start.elapsed().as_secs_f64();
     let mut next = argmax(&logits);
     let start = Instant::now();

@@ -44,16 +44,28 @@ const FALLBACK_EOS: [&str; 3] = ["<|end_of_text|>", "</s>", "<eos>"];
 #[serde(default)]
 pub struct TokenizerConfig {
     /// Beginning-of-sequence token (HF writes a string or an `AddedToken` object).
-    #[serde(deserialize_with = "token_content", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "token_content",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bos_token: Option<String>,
     /// End-of-sequence token.
-    #[serde(deserialize_with = "token_content", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "token_content",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub eos_token: Option<String>,
     /// Padding token.
-    #[serde(deserialize_with = "token_content", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "token_content",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pad_token: Option<String>,
     /// Unknown-token placeholder.
-    #[serde(deserialize_with = "token_content", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "token_content",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unk_token: Option<String>,
     /// Whether encoding with special tokens prepends BOS; `None` leaves it to the
     /// `tokenizer.json` post-processor.
@@ -63,10 +75,16 @@ pub struct TokenizerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub add_eos_token: Option<bool>,
     /// The Jinja chat template (the `default` one when HF lists several by name).
-    #[serde(deserialize_with = "chat_template_source", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "chat_template_source",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub chat_template: Option<String>,
     /// Longest input the model accepts; `None` when absent or HF's "unlimited" 1e30 marker.
-    #[serde(deserialize_with = "max_length", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "max_length",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub model_max_length: Option<usize>,
     /// The `transformers` class that wrote the file, e.g. `LlamaTokenizerFast`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,12 +103,17 @@ impl TokenizerConfig {
     /// known field has the wrong type.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.into(),
+            source,
+        })
     }
 }
 
 /// Accepts `null`, a string, or an `AddedToken` object `{"content": ..., ...}`.
-fn token_content<'de, D: Deserializer<'de>>(de: D) -> std::result::Result<Option<String>, D::Error> {
+fn token_content<'de, D: Deserializer<'de>>(
+    de: D,
+) -> std::result::Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Token {
@@ -126,7 +149,10 @@ fn chat_template_source<'de, D: Deserializer<'de>>(
             None if list.len() == 1 => list.pop().map(|t| t.template),
             None => {
                 let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
-                tracing::warn!(?names, "tokenizer config has named chat templates but no default");
+                tracing::warn!(
+                    ?names,
+                    "tokenizer config has named chat templates but no default"
+                );
                 None
             }
         },
@@ -200,15 +226,27 @@ impl CtiTokenizer {
             Some(token) => inner.token_to_id(token).map(Some).ok_or_else(|| {
                 Error::tokenizer(
                     &path,
-                    format!("{what} {token:?} named in {TOKENIZER_CONFIG_FILE} is not in the vocabulary"),
+                    format!(
+                        "{what} {token:?} named in {TOKENIZER_CONFIG_FILE} is not in the vocabulary"
+                    ),
                 )
             }),
             None => Ok(fallbacks.iter().find_map(|token| inner.token_to_id(token))),
         };
         let bos_id = lookup(&config.bos_token, &FALLBACK_BOS, "bos_token")?;
         let eos_id = lookup(&config.eos_token, &FALLBACK_EOS, "eos_token")?;
-        let pad_id = config.pad_token.as_deref().and_then(|token| inner.token_to_id(token));
-        Ok(Self { inner, config, dir: dir.to_path_buf(), bos_id, eos_id, pad_id })
+        let pad_id = config
+            .pad_token
+            .as_deref()
+            .and_then(|token| inner.token_to_id(token));
+        Ok(Self {
+            inner,
+            config,
+            dir: dir.to_path_buf(),
+            bos_id,
+            eos_id,
+            pad_id,
+        })
     }
 
     /// Token ids of `text`; with `add_special_tokens` the post-processor adds BOS/EOS, and the
@@ -288,7 +326,10 @@ impl CtiTokenizer {
     /// formats (`<|eot_id|>`, `<|im_end|>`, `<|end|>`, `<end_of_turn>`) that the vocabulary has.
     pub fn stop_token_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = self.eos_id.into_iter().collect();
-        for id in END_OF_TURN_TOKENS.iter().filter_map(|token| self.token_to_id(token)) {
+        for id in END_OF_TURN_TOKENS
+            .iter()
+            .filter_map(|token| self.token_to_id(token))
+        {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -323,7 +364,11 @@ impl CtiTokenizer {
     /// [`Error::Tokenizer`] naming the tokenizer file, the largest token id and
     /// `model_vocab_size` when some id is `>= model_vocab_size`.
     pub fn check_model_vocab(&self, model_vocab_size: usize) -> Result<()> {
-        let largest = self.inner.get_vocab(true).into_iter().max_by_key(|(_, id)| *id);
+        let largest = self
+            .inner
+            .get_vocab(true)
+            .into_iter()
+            .max_by_key(|(_, id)| *id);
         let Some((token, max_id)) = largest else {
             return Ok(());
         };
@@ -353,8 +398,8 @@ fn load_config(dir: &Path) -> Result<TokenizerConfig> {
     };
     let template_path = dir.join(CHAT_TEMPLATE_FILE);
     if config.chat_template.is_none() && template_path.is_file() {
-        let template =
-            std::fs::read_to_string(&template_path).map_err(|err| Error::io(&template_path, err))?;
+        let template = std::fs::read_to_string(&template_path)
+            .map_err(|err| Error::io(&template_path, err))?;
         config.chat_template = Some(template);
     }
     Ok(config)
@@ -377,7 +422,10 @@ pub struct DecodeStream {
 impl DecodeStream {
     /// An empty stream.
     pub fn new(skip_special_tokens: bool) -> Self {
-        Self { skip_special_tokens, ..Self::default() }
+        Self {
+            skip_special_tokens,
+            ..Self::default()
+        }
     }
 
     /// All ids pushed so far.
@@ -440,7 +488,11 @@ impl SpecialTokens {
             bos: "<|begin_of_text|>".into(),
             eos: "<|end_of_text|>".into(),
             pad: Some("<|finetune_right_pad_id|>".into()),
-            extra: vec!["<|start_header_id|>".into(), "<|end_header_id|>".into(), "<|eot_id|>".into()],
+            extra: vec![
+                "<|start_header_id|>".into(),
+                "<|end_header_id|>".into(),
+                "<|eot_id|>".into(),
+            ],
         }
     }
 
@@ -518,7 +570,12 @@ pub fn train_bpe(
         .show_progress(false)
         .vocab_size(vocab_size)
         .min_frequency(2)
-        .special_tokens(specials.iter().map(|t| AddedToken::from(t.clone(), true)).collect())
+        .special_tokens(
+            specials
+                .iter()
+                .map(|t| AddedToken::from(t.clone(), true))
+                .collect(),
+        )
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build()
         .into();
@@ -556,7 +613,9 @@ pub fn train_bpe(
 /// Reads the documents of a training corpus, skipping blank lines.
 fn read_corpus(corpus: &Path) -> Result<Vec<String>> {
     let file = std::fs::File::open(corpus).map_err(|err| Error::io(corpus, err))?;
-    let is_jsonl = corpus.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("jsonl"));
+    let is_jsonl = corpus
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("jsonl"));
     let mut documents = Vec::new();
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|err| Error::io(corpus, err))?;
@@ -567,7 +626,8 @@ fn read_corpus(corpus: &Path) -> Result<Vec<String>> {
             documents.push(line);
             continue;
         }
-        let bad_line = |message: String| Error::tokenizer(corpus, format!("line {}: {message}", index + 1));
+        let bad_line =
+            |message: String| Error::tokenizer(corpus, format!("line {}: {message}", index + 1));
         let value: serde_json::Value = serde_json::from_str(&line)
             .map_err(|err| bad_line(format!("not valid JSON: {err}")))?;
         match value.get("text").and_then(serde_json::Value::as_str) {
@@ -576,7 +636,10 @@ fn read_corpus(corpus: &Path) -> Result<Vec<String>> {
         }
     }
     if documents.is_empty() {
-        return Err(Error::tokenizer(corpus, "the corpus has no text to train on"));
+        return Err(Error::tokenizer(
+            corpus,
+            "the corpus has no text to train on",
+        ));
     }
     Ok(documents)
 }
@@ -586,7 +649,9 @@ fn bos_post_processor(tokenizer: &Tokenizer, bos: &str) -> Result<PostProcessorW
     let template_error =
         |err: String| Error::Invalid(format!("cannot build a BOS template for {bos:?}: {err}"));
     let bos_id = tokenizer.token_to_id(bos).ok_or_else(|| {
-        Error::Invalid(format!("bos token {bos:?} is missing from the trained vocabulary"))
+        Error::Invalid(format!(
+            "bos token {bos:?} is missing from the trained vocabulary"
+        ))
     })?;
     let template = TemplateProcessing::builder()
         .try_single(vec![bos, "$A"])
@@ -596,25 +661,37 @@ fn bos_post_processor(tokenizer: &Tokenizer, bos: &str) -> Result<PostProcessorW
         .special_tokens(vec![(bos, bos_id)])
         .build()
         .map_err(|err| template_error(err.to_string()))?;
-    Ok(Sequence::new(vec![ByteLevel::new(false, false, true).into(), template.into()]).into())
+    Ok(Sequence::new(vec![
+        ByteLevel::new(false, false, true).into(),
+        template.into(),
+    ])
+    .into())
 }
 
 /// Writes `tokenizer.json` and `tokenizer_config.json` atomically into `out_dir`.
 fn write_outputs(tokenizer: &Tokenizer, config: &TokenizerConfig, out_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|err| Error::io(out_dir, err))?;
     let tokenizer_json = tokenizer.to_string(true).map_err(|err| {
-        Error::tokenizer(out_dir.join(TOKENIZER_FILE), format!("cannot serialize: {err}"))
+        Error::tokenizer(
+            out_dir.join(TOKENIZER_FILE),
+            format!("cannot serialize: {err}"),
+        )
     })?;
     let config_path = out_dir.join(TOKENIZER_CONFIG_FILE);
-    let config_json = serde_json::to_string_pretty(config)
-        .map_err(|source| Error::Json { path: config_path.clone(), source })?;
+    let config_json = serde_json::to_string_pretty(config).map_err(|source| Error::Json {
+        path: config_path.clone(),
+        source,
+    })?;
     write_atomically(&out_dir.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
     write_atomically(&config_path, config_json.as_bytes())
 }
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|err| Error::io(&tmp, err))?;
     std::fs::rename(&tmp, path).map_err(|err| {
@@ -656,14 +733,23 @@ mod tests {
         assert_eq!(ids[0], 0);
         assert_eq!(tokenizer.encode(text, false).unwrap(), ids[1..]);
         assert_eq!(tokenizer.decode(&ids, true).unwrap(), text);
-        assert_eq!(tokenizer.decode(&ids, false).unwrap(), format!("<|begin_of_text|>{text}"));
+        assert_eq!(
+            tokenizer.decode(&ids, false).unwrap(),
+            format!("<|begin_of_text|>{text}")
+        );
 
         // The files on disk load to the same tokenizer.
         let loaded = CtiTokenizer::from_dir(&dir.path().join("tok")).unwrap();
         assert_eq!(loaded.encode(text, true).unwrap(), ids);
         assert_eq!(loaded.config().add_bos_token, Some(true));
-        assert_eq!(loaded.config().chat_template.as_deref(), Some(LLAMA3_TEMPLATE));
-        assert_eq!(loaded.config().model_max_length, Some(TRAINED_MODEL_MAX_LENGTH));
+        assert_eq!(
+            loaded.config().chat_template.as_deref(),
+            Some(LLAMA3_TEMPLATE)
+        );
+        assert_eq!(
+            loaded.config().model_max_length,
+            Some(TRAINED_MODEL_MAX_LENGTH)
+        );
     }
 
     #[test]
@@ -678,7 +764,10 @@ mod tests {
             assert!(a == b, "{file} differs between two trainings");
         }
         let loaded = CtiTokenizer::from_dir(&first.path().join("tok")).unwrap();
-        assert_eq!(loaded.config().chat_template.as_deref(), Some(MISTRAL_TEMPLATE));
+        assert_eq!(
+            loaded.config().chat_template.as_deref(),
+            Some(MISTRAL_TEMPLATE)
+        );
         assert_eq!(loaded.config().unk_token.as_deref(), Some("<unk>"));
         assert_eq!(loaded.token_to_id("[INST]"), Some(3));
     }
@@ -692,20 +781,31 @@ mod tests {
             .map(|line| serde_json::json!({ "text": line, "id": 1 }).to_string())
             .collect();
         std::fs::write(&corpus, lines.join("\n")).unwrap();
-        let tokenizer =
-            train_bpe(&corpus, 300, &SpecialTokens::llama3(), &dir.path().join("tok")).unwrap();
+        let tokenizer = train_bpe(
+            &corpus,
+            300,
+            &SpecialTokens::llama3(),
+            &dir.path().join("tok"),
+        )
+        .unwrap();
         assert_eq!(tokenizer.encode("PowerShell", true).unwrap()[0], 0);
 
         std::fs::write(&corpus, format!("{}\n{{\"body\": \"x\"}}\n", lines[0])).unwrap();
         let err = train_bpe(&corpus, 300, &SpecialTokens::llama3(), dir.path()).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("corpus.jsonl") && message.contains("line 2"), "{message}");
+        assert!(
+            message.contains("corpus.jsonl") && message.contains("line 2"),
+            "{message}"
+        );
         assert!(message.contains("\"text\""), "{message}");
 
         std::fs::write(&corpus, "{\"text\": \"ok\"}\n\nnot json\n").unwrap();
         let err = train_bpe(&corpus, 300, &SpecialTokens::llama3(), dir.path()).unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("line 3") && message.contains("not valid JSON"), "{message}");
+        assert!(
+            message.contains("line 3") && message.contains("not valid JSON"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -729,8 +829,14 @@ mod tests {
         let message = err.to_string();
         assert!(matches!(err, Error::Tokenizer { .. }), "{err:?}");
         assert!(message.contains(TOKENIZER_FILE), "{message}");
-        assert!(message.contains(&format!("largest token id {}", size - 1)), "{message}");
-        assert!(message.contains(&format!("vocab_size {}", size - 1)), "{message}");
+        assert!(
+            message.contains(&format!("largest token id {}", size - 1)),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("vocab_size {}", size - 1)),
+            "{message}"
+        );
     }
 
     #[test]
@@ -785,8 +891,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let trained = train(dir.path(), &SpecialTokens::llama3());
         let tok_dir = trained.dir().to_path_buf();
-        let config = TokenizerConfig { add_bos_token: Some(false), add_eos_token: Some(true), ..trained.config().clone() };
-        std::fs::write(tok_dir.join(TOKENIZER_CONFIG_FILE), serde_json::to_string(&config).unwrap()).unwrap();
+        let config = TokenizerConfig {
+            add_bos_token: Some(false),
+            add_eos_token: Some(true),
+            ..trained.config().clone()
+        };
+        std::fs::write(
+            tok_dir.join(TOKENIZER_CONFIG_FILE),
+            serde_json::to_string(&config).unwrap(),
+        )
+        .unwrap();
         let tokenizer = CtiTokenizer::from_dir(&tok_dir).unwrap();
         let plain = tokenizer.encode("PowerShell", false).unwrap();
         let ids = tokenizer.encode("PowerShell", true).unwrap();
@@ -821,7 +935,10 @@ mod tests {
 
     #[test]
     fn aidreams_tokenizer_prepends_bos() {
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/models/aidreams260K"));
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../datasets/models/aidreams260K"
+        ));
         if !dir.join(TOKENIZER_FILE).is_file() {
             eprintln!("skipping: {} is absent", dir.display());
             return;

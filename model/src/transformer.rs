@@ -46,7 +46,9 @@ impl DecoderLayer {
         bias: &Tensor<4>,
         cache: Option<&mut LayerCache>,
     ) -> Tensor<3> {
-        let h = self.attn.forward(self.attn_norm.forward(x.clone()), cos, sin, bias, cache);
+        let h = self
+            .attn
+            .forward(self.attn_norm.forward(x.clone()), cos, sin, bias, cache);
         let x = x + h; // [b, t, d_model]
         let h = self.mlp.forward(self.mlp_norm.forward(x.clone()));
         x + h // [b, t, d_model]
@@ -62,7 +64,9 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model with `n_layers` layers.
     pub fn new(n_layers: usize) -> Self {
-        KvCache { layers: vec![LayerCache::default(); n_layers] }
+        KvCache {
+            layers: vec![LayerCache::default(); n_layers],
+        }
     }
 
     /// Number of cached positions.
@@ -135,7 +139,10 @@ impl CausalLm {
     /// # Errors
     /// [`Error::Invalid`] naming the first id that is out of range.
     pub fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
-        match tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+        match tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
             Some(bad) => Err(Error::Invalid(format!(
                 "token id {bad} is outside the model's vocabulary (vocab_size {})",
                 self.config.vocab_size
@@ -247,7 +254,10 @@ impl CausalLm {
         let batch = ForwardBatch::single(tokens, self.config.sliding_window);
         let logits = self.forward(&batch, None)?;
         let flat = to_host(logits.reshape([tokens.len() * self.config.vocab_size]))?;
-        Ok(flat.chunks(self.config.vocab_size).map(<[f32]>::to_vec).collect())
+        Ok(flat
+            .chunks(self.config.vocab_size)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }
 
@@ -301,6 +311,8 @@ impl Builder<'_> {
 
     /// An embedding from its `[vocab, d]` weight.
     pub fn embedding(&self, weight: Vec<f32>, vocab: usize, d: usize) -> Embedding {
-        Embedding { weight: Param::from_tensor(self.tensor2(weight, vocab, d)) }
+        Embedding {
+            weight: Param::from_tensor(self.tensor2(weight, vocab, d)),
+        }
     }
 }

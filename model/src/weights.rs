@@ -35,7 +35,9 @@ pub struct Checkpoint {
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let paths: Vec<_> = self.shards.iter().map(|s| &s.path).collect();
-        f.debug_struct("Checkpoint").field("shards", &paths).finish()
+        f.debug_struct("Checkpoint")
+            .field("shards", &paths)
+            .finish()
     }
 }
 
@@ -66,8 +68,10 @@ impl Checkpoint {
             weight_map: BTreeMap<String, String>,
         }
         let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-        let parsed: Index = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: index.to_path_buf(), source })?;
+        let parsed: Index = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: index.to_path_buf(),
+            source,
+        })?;
         let mut files: Vec<String> = parsed.weight_map.values().cloned().collect();
         files.sort();
         files.dedup();
@@ -75,7 +79,10 @@ impl Checkpoint {
         if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
             return Err(Error::weights(
                 index,
-                format!("shard {} listed in the index does not exist", missing.display()),
+                format!(
+                    "shard {} listed in the index does not exist",
+                    missing.display()
+                ),
             ));
         }
         let checkpoint = Self::open_files(&paths)?;
@@ -105,14 +112,25 @@ impl Checkpoint {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let mmap = map_readonly(&file).map_err(|e| Error::io(path, e))?;
             let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-                Error::weights(path, format!("not a valid safetensors file ({e}); is it truncated?"))
+                Error::weights(
+                    path,
+                    format!("not a valid safetensors file ({e}); is it truncated?"),
+                )
             })?;
             for name in metadata.tensors().keys() {
                 if located.insert(name.clone(), shards.len()).is_some() {
-                    return Err(Error::weights(path, format!("tensor {name} appears in two shards")));
+                    return Err(Error::weights(
+                        path,
+                        format!("tensor {name} appears in two shards"),
+                    ));
                 }
             }
-            shards.push(Shard { path: path.clone(), mmap, header_len, metadata });
+            shards.push(Shard {
+                path: path.clone(),
+                mmap,
+                header_len,
+                metadata,
+            });
         }
         Ok(Checkpoint { shards, located })
     }
@@ -138,7 +156,9 @@ impl Checkpoint {
 
     /// The first folder-relative file holding weights (for error messages).
     pub fn path(&self) -> &Path {
-        self.shards.first().map_or(Path::new(SINGLE_FILE), |s| s.path.as_path())
+        self.shards
+            .first()
+            .map_or(Path::new(SINGLE_FILE), |s| s.path.as_path())
     }
 
     /// Reads `name` as f32, checking its shape against `expected`.
@@ -161,7 +181,8 @@ impl Checkpoint {
         let width = bytes.len() / (rows * cols).max(1);
         let mut out = vec![0.0f32; rows * cols];
         for (r, row_bytes) in bytes.chunks_exact(cols * width).enumerate() {
-            let row = to_f32(row_bytes, dtype).ok_or_else(|| unsupported_dtype(path, name, dtype))?;
+            let row =
+                to_f32(row_bytes, dtype).ok_or_else(|| unsupported_dtype(path, name, dtype))?;
             for (c, v) in row.into_iter().enumerate() {
                 out[c * rows + r] = v;
             }
@@ -172,7 +193,10 @@ impl Checkpoint {
     /// The raw bytes, dtype and file of `name`, after checking its shape.
     fn raw(&self, name: &str, expected: &[usize]) -> Result<(&[u8], Dtype, &Path)> {
         let Some(&i) = self.located.get(name) else {
-            return Err(Error::weights(self.path(), format!("missing tensor {name}")));
+            return Err(Error::weights(
+                self.path(),
+                format!("missing tensor {name}"),
+            ));
         };
         let shard = &self.shards[i];
         let info = shard
@@ -210,9 +234,10 @@ fn map_readonly(file: &File) -> std::io::Result<Mmap> {
 
 fn to_f32(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
     let out = match dtype {
-        Dtype::F32 => {
-            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-        }
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F16 => bytes
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -279,18 +304,31 @@ pub fn write_safetensors(
         if t.shape.iter().product::<usize>() != t.data.len() {
             return Err(Error::weights(
                 path,
-                format!("tensor {name}: shape {:?} does not match {} values", t.shape, t.data.len()),
+                format!(
+                    "tensor {name}: shape {:?} does not match {} values",
+                    t.shape,
+                    t.data.len()
+                ),
             ));
         }
         let (dt, bytes): (Dtype, Vec<u8>) = match dtype {
-            SaveDtype::F32 => (Dtype::F32, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            SaveDtype::F32 => (
+                Dtype::F32,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
             SaveDtype::F16 => (
                 Dtype::F16,
-                t.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                t.data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
             SaveDtype::Bf16 => (
                 Dtype::BF16,
-                t.data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                t.data
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
         };
         encoded.push((name.clone(), dt, t.shape.clone(), bytes));
@@ -315,8 +353,20 @@ mod tests {
 
     fn tensors() -> BTreeMap<String, HostTensor> {
         let mut m = BTreeMap::new();
-        m.insert("a".to_owned(), HostTensor { data: vec![1.0, -2.5, 3.0, 0.5], shape: vec![2, 2] });
-        m.insert("b".to_owned(), HostTensor { data: vec![7.0], shape: vec![1] });
+        m.insert(
+            "a".to_owned(),
+            HostTensor {
+                data: vec![1.0, -2.5, 3.0, 0.5],
+                shape: vec![2, 2],
+            },
+        );
+        m.insert(
+            "b".to_owned(),
+            HostTensor {
+                data: vec![7.0],
+                shape: vec![1],
+            },
+        );
         m
     }
 
@@ -328,8 +378,13 @@ mod tests {
             write_safetensors(&path, &tensors(), dtype).expect("write");
             let ckpt = Checkpoint::open(dir.path()).expect("open");
             assert_eq!(ckpt.names(), vec!["a", "b"]);
-            assert_eq!(ckpt.read_f32("a", &[2, 2]).expect("read"), vec![1.0, -2.5, 3.0, 0.5]);
-            let t = ckpt.read_f32_transposed("a", 2, 2).expect("read transposed");
+            assert_eq!(
+                ckpt.read_f32("a", &[2, 2]).expect("read"),
+                vec![1.0, -2.5, 3.0, 0.5]
+            );
+            let t = ckpt
+                .read_f32_transposed("a", 2, 2)
+                .expect("read transposed");
             assert_eq!(t, vec![1.0, 3.0, -2.5, 0.5]);
         }
     }
@@ -341,7 +396,10 @@ mod tests {
             .expect("write");
         let ckpt = Checkpoint::open(dir.path()).expect("open");
         let msg = ckpt.read_f32("a", &[4]).expect_err("mismatch").to_string();
-        assert!(msg.contains("tensor a") && msg.contains("[2, 2]") && msg.contains("[4]"), "{msg}");
+        assert!(
+            msg.contains("tensor a") && msg.contains("[2, 2]") && msg.contains("[4]"),
+            "{msg}"
+        );
         let msg = ckpt.read_f32("zzz", &[1]).expect_err("missing").to_string();
         assert!(msg.contains("missing tensor zzz"), "{msg}");
     }
@@ -353,8 +411,13 @@ mod tests {
         write_safetensors(&path, &tensors(), SaveDtype::F32).expect("write");
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).expect("truncate");
-        let msg = Checkpoint::open(dir.path()).expect_err("truncated").to_string();
-        assert!(msg.contains("truncated") && msg.contains(SINGLE_FILE), "{msg}");
+        let msg = Checkpoint::open(dir.path())
+            .expect_err("truncated")
+            .to_string();
+        assert!(
+            msg.contains("truncated") && msg.contains(SINGLE_FILE),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -364,13 +427,16 @@ mod tests {
         let (a, b): (BTreeMap<_, _>, BTreeMap<_, _>) = all.into_iter().partition(|(k, _)| k == "a");
         write_safetensors(&dir.path().join("s1.safetensors"), &a, SaveDtype::F32).expect("w");
         write_safetensors(&dir.path().join("s2.safetensors"), &b, SaveDtype::F32).expect("w");
-        let index = r#"{"metadata": {}, "weight_map": {"a": "s1.safetensors", "b": "s2.safetensors"}}"#;
+        let index =
+            r#"{"metadata": {}, "weight_map": {"a": "s1.safetensors", "b": "s2.safetensors"}}"#;
         std::fs::write(dir.path().join(INDEX_FILE), index).expect("index");
         let ckpt = Checkpoint::open(dir.path()).expect("open");
         assert_eq!(ckpt.read_f32("b", &[1]).expect("read"), vec![7.0]);
 
         std::fs::remove_file(dir.path().join("s2.safetensors")).expect("rm");
-        let msg = Checkpoint::open(dir.path()).expect_err("missing shard").to_string();
+        let msg = Checkpoint::open(dir.path())
+            .expect_err("missing shard")
+            .to_string();
         assert!(msg.contains("s2.safetensors"), "{msg}");
     }
 }

@@ -15,11 +15,19 @@ fn reference() -> (Vec<u32>, String, usize) {
         .iter()
         .map(|i| i.as_u64().expect("id") as u32)
         .collect();
-    (ids, v["text"].as_str().expect("text").to_owned(), v["steps"].as_u64().expect("steps") as usize)
+    (
+        ids,
+        v["text"].as_str().expect("text").to_owned(),
+        v["steps"].as_u64().expect("steps") as usize,
+    )
 }
 
 fn greedy(steps: usize, use_cache: bool) -> SamplingConfig {
-    SamplingConfig { max_new_tokens: steps, use_cache, ..Default::default() }
+    SamplingConfig {
+        max_new_tokens: steps,
+        use_cache,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -29,25 +37,53 @@ fn greedy_from_bos_matches_llama2c() {
     assert_eq!(tokenizer.bos_token_id(), Some(1));
     let (expected, text, steps) = reference();
     let bos = loaded.bos_token_id().expect("bos");
-    let out = generate(&loaded.model, &[vec![bos]], &greedy(steps, true), Some(tokenizer))
-        .expect("generate");
+    let out = generate(
+        &loaded.model,
+        &[vec![bos]],
+        &greedy(steps, true),
+        Some(tokenizer),
+    )
+    .expect("generate");
     assert_eq!(out[0].ids, expected);
-    assert_eq!(tokenizer.decode(&out[0].ids, true).expect("decode").trim(), text.trim());
+    assert_eq!(
+        tokenizer.decode(&out[0].ids, true).expect("decode").trim(),
+        text.trim()
+    );
 }
 
 #[test]
 fn cache_and_batching_do_not_change_tokens() {
     let loaded = LoadedModel::load(&common::aidreams(), &Device::flex()).expect("load");
     let tok = loaded.tokenizer().expect("tokenizer");
-    let long = tok.encode("Once upon a time, a little robot", true).expect("encode");
+    let long = tok
+        .encode("Once upon a time, a little robot", true)
+        .expect("encode");
     let short = vec![1];
-    let cached = generate(&loaded.model, &[long.clone()], &greedy(12, true), None).expect("gen");
-    let uncached = generate(&loaded.model, &[long.clone()], &greedy(12, false), None).expect("gen");
+    let cached = generate(
+        &loaded.model,
+        std::slice::from_ref(&long),
+        &greedy(12, true),
+        None,
+    )
+    .expect("gen");
+    let uncached = generate(
+        &loaded.model,
+        std::slice::from_ref(&long),
+        &greedy(12, false),
+        None,
+    )
+    .expect("gen");
     assert_eq!(cached[0].ids, uncached[0].ids);
 
     // A batch of different lengths (the short prompt is left-padded) gives each row the
     // tokens it gets alone.
-    let alone = generate(&loaded.model, &[short.clone()], &greedy(12, true), None).expect("gen");
+    let alone = generate(
+        &loaded.model,
+        std::slice::from_ref(&short),
+        &greedy(12, true),
+        None,
+    )
+    .expect("gen");
     let batch = generate(&loaded.model, &[long, short], &greedy(12, true), None).expect("gen");
     assert_eq!(batch[0].ids, cached[0].ids);
     assert_eq!(batch[1].ids, alone[0].ids);
@@ -65,7 +101,11 @@ fn sampling_is_reproducible_with_a_seed() {
         seed,
         ..Default::default()
     };
-    let run = |seed| generate(&loaded.model, &[vec![1]], &config(seed), None).expect("gen")[0].ids.clone();
+    let run = |seed| {
+        generate(&loaded.model, &[vec![1]], &config(seed), None).expect("gen")[0]
+            .ids
+            .clone()
+    };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
 }
@@ -75,13 +115,23 @@ fn stop_tokens_and_strings_end_generation() {
     let loaded = LoadedModel::load(&common::aidreams(), &Device::flex()).expect("load");
     let tok = loaded.tokenizer().expect("tokenizer");
     let (expected, _, _) = reference();
-    let stop = SamplingConfig { stop_token_ids: vec![expected[3]], ..greedy(40, true) };
+    let stop = SamplingConfig {
+        stop_token_ids: vec![expected[3]],
+        ..greedy(40, true)
+    };
     let out = generate(&loaded.model, &[vec![1]], &stop, Some(tok)).expect("gen");
     assert_eq!(out[0].ids, expected[..4]);
     assert_eq!(out[0].finish, ctiforge_model::FinishReason::StopToken);
 
-    let stop = SamplingConfig { stop_strings: vec!["gentle".to_owned()], ..greedy(40, true) };
+    let stop = SamplingConfig {
+        stop_strings: vec!["gentle".to_owned()],
+        ..greedy(40, true)
+    };
     let out = generate(&loaded.model, &[vec![1]], &stop, Some(tok)).expect("gen");
     assert_eq!(out[0].finish, ctiforge_model::FinishReason::StopString);
-    assert!(!out[0].text.contains("gentle") && out[0].text.contains("vectors"), "{}", out[0].text);
+    assert!(
+        !out[0].text.contains("gentle") && out[0].text.contains("vectors"),
+        "{}",
+        out[0].text
+    );
 }

@@ -25,7 +25,11 @@ fn reference(model: &Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("run the reference script");
-    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("reference JSON")
 }
 
@@ -42,27 +46,51 @@ fn assert_logits_match(model: &Path, tokens: &[u32]) -> f32 {
     let mut max_diff = 0.0f32;
     for (pos, row) in ours.iter().enumerate() {
         let reference_row = theirs[pos].as_array().expect("row");
-        assert_eq!(reference_row.len(), row.len(), "vocab size at position {pos}");
+        assert_eq!(
+            reference_row.len(),
+            row.len(),
+            "vocab size at position {pos}"
+        );
         for (a, b) in row.iter().zip(reference_row) {
             max_diff = max_diff.max((a - b.as_f64().expect("float") as f32).abs());
         }
     }
-    assert!(max_diff <= TOLERANCE, "{}: max |logit diff| {max_diff:e} > {TOLERANCE:e}", model.display());
+    assert!(
+        max_diff <= TOLERANCE,
+        "{}: max |logit diff| {max_diff:e} > {TOLERANCE:e}",
+        model.display()
+    );
     max_diff
 }
 
 fn assert_greedy_matches(model: &Path, prompt: &[u32], new_tokens: usize) {
     let loaded = LoadedModel::load(model, &Device::flex()).expect("load");
-    let config = SamplingConfig { max_new_tokens: new_tokens, ..Default::default() };
+    let config = SamplingConfig {
+        max_new_tokens: new_tokens,
+        ..Default::default()
+    };
     let ours = generate(&loaded.model, &[prompt.to_vec()], &config, None).expect("generate");
-    let theirs = reference(model, &["--tokens", &ids_arg(prompt), "--generate", &new_tokens.to_string()]);
+    let theirs = reference(
+        model,
+        &[
+            "--tokens",
+            &ids_arg(prompt),
+            "--generate",
+            &new_tokens.to_string(),
+        ],
+    );
     let theirs: Vec<u32> = theirs["generated"][0]
         .as_array()
         .expect("ids")
         .iter()
         .map(|v| v.as_u64().expect("id") as u32)
         .collect();
-    assert_eq!(ours[0].ids, theirs, "{}: greedy tokens differ", model.display());
+    assert_eq!(
+        ours[0].ids,
+        theirs,
+        "{}: greedy tokens differ",
+        model.display()
+    );
 }
 
 /// A fixed, varied token sequence longer than the sliding windows used below.
@@ -80,7 +108,12 @@ fn llama_gqa_with_llama3_rope_scaling() {
         "llama3",
         Architecture::Llama,
         11,
-        &[scaling, "rope_theta=500000.0", "tie_word_embeddings=false", "num_hidden_layers=3"],
+        &[
+            scaling,
+            "rope_theta=500000.0",
+            "tie_word_embeddings=false",
+            "num_hidden_layers=3",
+        ],
     );
     let diff = assert_logits_match(&model, &tokens(48));
     eprintln!("llama3 rope scaling: max |diff| {diff:e}");
@@ -111,7 +144,13 @@ fn llama_tied_with_linear_scaling_and_biases() {
 #[ignore = "needs the transformers reference (cargo xtask ci)"]
 fn mistral_sliding_window_shorter_than_sequence() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let model = common::tiny_model(dir.path(), "mistral", Architecture::Mistral, 13, &["sliding_window=6"]);
+    let model = common::tiny_model(
+        dir.path(),
+        "mistral",
+        Architecture::Mistral,
+        13,
+        &["sliding_window=6"],
+    );
     let diff = assert_logits_match(&model, &tokens(32));
     eprintln!("mistral sliding window 6 over 32 tokens: max |diff| {diff:e}");
     assert_greedy_matches(&model, &tokens(9), 16);

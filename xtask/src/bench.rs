@@ -13,8 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::ci::reference_python;
-use crate::json;
-use crate::step::{Timings, cargo, capture, target_dir, workspace_root};
+use crate::step::{Timings, capture, cargo, target_dir, workspace_root};
 
 const START: &str = "<!-- bench:start -->";
 const END: &str = "<!-- bench:end -->";
@@ -46,28 +45,53 @@ const LLAMA_100M: [&str; 8] = [
 pub fn run(quick: bool) -> Result<()> {
     let mut t = Timings::default();
     let dir = target_dir().join("bench");
-    let python = t.step("reference env", "bash ci/setup-reference.sh", reference_python)?;
-    let corpus = t.step("corpus", "TRAM sentences", || crate::fixtures::write_corpus(&dir))?;
+    let python = t.step(
+        "reference env",
+        "bash ci/setup-reference.sh",
+        reference_python,
+    )?;
+    let corpus = t.step("corpus", "TRAM sentences", || {
+        crate::fixtures::write_corpus(&dir)
+    })?;
     let big = dir.join("llama-100m");
     if !big.join("model.safetensors").is_file() {
-        t.step("llama-100m", "ctiforge model init", || make_100m(&corpus, &big))?;
+        t.step("llama-100m", "ctiforge model init", || {
+            make_100m(&corpus, &big)
+        })?;
     }
     let repeats = if quick { 1 } else { 3 };
     let cases = [
         (
             workspace_root().join("datasets/models/aidreams260K"),
-            Case { name: "aidreams260K (0.26M, bundled)", prompt_tokens: 64, new_tokens: 60, repeats },
+            Case {
+                name: "aidreams260K (0.26M, bundled)",
+                prompt_tokens: 64,
+                new_tokens: 60,
+                repeats,
+            },
         ),
-        (big.clone(), Case { name: "random Llama ~100M", prompt_tokens: 128, new_tokens: 32, repeats }),
+        (
+            big.clone(),
+            Case {
+                name: "random Llama ~100M",
+                prompt_tokens: 128,
+                new_tokens: 32,
+                repeats,
+            },
+        ),
     ];
     let mut rows = Vec::new();
     for (model, case) in &cases {
-        let ours = t.step(&format!("ctiforge {}", case.name), "ctiforge model bench", || {
-            measure(ctiforge_command(model, case), "ctiforge")
-        })?;
-        let theirs = t.step(&format!("transformers {}", case.name), "reference_bench.py", || {
-            measure(reference_command(&python, model, case), "transformers")
-        })?;
+        let ours = t.step(
+            &format!("ctiforge {}", case.name),
+            "ctiforge model bench",
+            || measure(ctiforge_command(model, case), "ctiforge"),
+        )?;
+        let theirs = t.step(
+            &format!("transformers {}", case.name),
+            "reference_bench.py",
+            || measure(reference_command(&python, model, case), "transformers"),
+        )?;
         rows.push((case, ours, theirs));
     }
     let table = render(&rows);
@@ -79,12 +103,30 @@ pub fn run(quick: bool) -> Result<()> {
 
 fn make_100m(corpus: &Path, out: &Path) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "ctiforge-cli", "--", "model", "init", "--arch", "llama"])
-        .args(["--preset", "small", "--vocab-size", "32000", "--seed", "100", "--force"])
-        .arg("--tokenizer-corpus")
-        .arg(corpus)
-        .arg("--out")
-        .arg(out);
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "ctiforge-cli",
+        "--",
+        "model",
+        "init",
+        "--arch",
+        "llama",
+    ])
+    .args([
+        "--preset",
+        "small",
+        "--vocab-size",
+        "32000",
+        "--seed",
+        "100",
+        "--force",
+    ])
+    .arg("--tokenizer-corpus")
+    .arg(corpus)
+    .arg("--out")
+    .arg(out);
     for o in LLAMA_100M {
         cmd.args(["--set", o]);
     }
@@ -93,11 +135,21 @@ fn make_100m(corpus: &Path, out: &Path) -> Result<()> {
 
 fn ctiforge_command(model: &Path, case: &Case) -> Command {
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "ctiforge-cli", "--", "model", "bench", "--json", "--model"])
-        .arg(model)
-        .args(["--prompt-tokens", &case.prompt_tokens.to_string()])
-        .args(["--new-tokens", &case.new_tokens.to_string()])
-        .args(["--repeats", &case.repeats.to_string()]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "ctiforge-cli",
+        "--",
+        "model",
+        "bench",
+        "--json",
+        "--model",
+    ])
+    .arg(model)
+    .args(["--prompt-tokens", &case.prompt_tokens.to_string()])
+    .args(["--new-tokens", &case.new_tokens.to_string()])
+    .args(["--repeats", &case.repeats.to_string()]);
     cmd
 }
 
@@ -116,12 +168,21 @@ fn reference_command(python: &Path, model: &Path, case: &Case) -> Command {
 fn measure(mut cmd: Command, what: &str) -> Result<(f64, f64)> {
     let out = capture(&mut cmd)?;
     let line = out.lines().rev().find(|l| l.trim_start().starts_with('{'));
-    let Some(line) = line else { bail!("{what} printed no JSON result") };
-    let value = json::parse(line).with_context(|| format!("{what}: bad JSON {line}"))?;
-    let get = |key: &str| {
-        value.get(key).and_then(json::Value::as_f64).with_context(|| format!("{what}: no {key}"))
+    let Some(line) = line else {
+        bail!("{what} printed no JSON result")
     };
-    Ok((get("prompt_tokens_per_sec")?, get("generation_tokens_per_sec")?))
+    let value: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line}"))?;
+    let get = |key: &str| {
+        value
+            .get(key)
+            .and_then(serde_json::Value::as_f64)
+            .with_context(|| format!("{what}: no {key}"))
+    };
+    Ok((
+        get("prompt_tokens_per_sec")?,
+        get("generation_tokens_per_sec")?,
+    ))
 }
 
 type Row<'a> = (&'a Case, (f64, f64), (f64, f64));
@@ -150,14 +211,19 @@ fn render(rows: &[Row<'_>]) -> String {
 }
 
 fn update_doc(path: &PathBuf, table: &str) -> Result<()> {
-    let doc = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
         bail!("{} lacks the {START} / {END} markers", path.display());
     };
     let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d")).unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(str::to_owned))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split(':').nth(1).map(|s| s.trim().to_owned()))
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);

@@ -34,10 +34,21 @@ pub fn run(options: &Options) -> Result<()> {
         cargo().args(["fmt", "--all", "--check"]),
         "run `cargo fmt --all` and commit the result",
     )?;
-    t.step("markers", "git grep for issue-less markers in *.rs", markers::check)?;
+    t.step(
+        "markers",
+        "git grep for issue-less markers in *.rs",
+        markers::check,
+    )?;
     t.command(
         "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
         "fix the clippy findings above",
     )?;
     t.command("docs", &mut doc_command(), "fix the rustdoc warnings above")?;
@@ -49,8 +60,11 @@ pub fn run(options: &Options) -> Result<()> {
             "see the failing tests above",
         )?;
     } else {
-        let python =
-            t.step("reference env", "bash ci/setup-reference.sh", reference_python)?;
+        let python = t.step(
+            "reference env",
+            "bash ci/setup-reference.sh",
+            reference_python,
+        )?;
         let mut test = cargo();
         test.args(["test", "--workspace", "--", "--include-ignored"])
             .env(REF_PYTHON_VAR, &python);
@@ -69,7 +83,8 @@ fn doc_command() -> Command {
     }
     flags.push_str("-D warnings");
     let mut cmd = cargo();
-    cmd.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", flags);
+    cmd.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", flags);
     cmd
 }
 
@@ -85,7 +100,8 @@ pub fn reference_python() -> Result<PathBuf> {
         return Ok(python);
     }
     let mut cmd = Command::new("bash");
-    cmd.current_dir(workspace_root()).arg("ci/setup-reference.sh");
+    cmd.current_dir(workspace_root())
+        .arg("ci/setup-reference.sh");
     let out = step::capture(&mut cmd)?;
     let Some(last) = out.lines().rev().find(|l| !l.trim().is_empty()) else {
         bail!("ci/setup-reference.sh printed no interpreter path");

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::json;
 use crate::step::{Timings, cargo, workspace_root};
 
 /// The JSONL file whose `text` fields make the tokenizer corpus.
@@ -33,8 +32,24 @@ pub struct InitSpec<'a> {
 
 /// The fixtures: (folder name under `target/fixtures/`, how to make it).
 const FIXTURES: [(&str, InitSpec<'static>); 2] = [
-    ("tiny-llama", InitSpec { arch: "llama", preset: "tiny", vocab_size: 512, seed: 1 }),
-    ("tiny-mistral", InitSpec { arch: "mistral", preset: "tiny", vocab_size: 512, seed: 2 }),
+    (
+        "tiny-llama",
+        InitSpec {
+            arch: "llama",
+            preset: "tiny",
+            vocab_size: 512,
+            seed: 1,
+        },
+    ),
+    (
+        "tiny-mistral",
+        InitSpec {
+            arch: "mistral",
+            preset: "tiny",
+            vocab_size: 512,
+            seed: 2,
+        },
+    ),
 ];
 
 /// `<workspace>/target/fixtures`.
@@ -57,7 +72,17 @@ pub fn run() -> Result<()> {
         })?;
         t.command(
             &format!("inspect {name}"),
-            cargo().args(["run", "--quiet", "-p", "ctiforge-cli", "--", "model", "inspect"]).arg(&out),
+            cargo()
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "ctiforge-cli",
+                    "--",
+                    "model",
+                    "inspect",
+                ])
+                .arg(&out),
             "the fixture was written but cannot be read back",
         )?;
     }
@@ -76,10 +101,14 @@ pub fn write_corpus(dir: &Path) -> Result<PathBuf> {
     let rows = fs::read_to_string(&source)
         .with_context(|| format!("could not read {}", source.display()))?;
     let mut text = String::new();
-    for (number, row) in rows.lines().enumerate().filter(|(_, r)| !r.trim().is_empty()) {
-        let value = json::parse(row)
+    for (number, row) in rows
+        .lines()
+        .enumerate()
+        .filter(|(_, r)| !r.trim().is_empty())
+    {
+        let value: serde_json::Value = serde_json::from_str(row)
             .with_context(|| format!("{}:{}: bad JSON", source.display(), number + 1))?;
-        if let Some(sentence) = value.get("text").and_then(json::Value::as_str) {
+        if let Some(sentence) = value.get("text").and_then(serde_json::Value::as_str) {
             text.push_str(&sentence.split_whitespace().collect::<Vec<_>>().join(" "));
             text.push('\n');
         }
@@ -104,13 +133,21 @@ pub fn init_model(spec: &InitSpec<'_>, corpus: &Path, out: &Path, release: bool)
     if release {
         cmd.arg("--release");
     }
-    cmd.args(["-p", "ctiforge-cli", "--", "model", "init", "--arch", spec.arch])
-        .args(["--preset", spec.preset])
-        .args(["--vocab-size", &spec.vocab_size.to_string()])
-        .arg("--tokenizer-corpus")
-        .arg(corpus)
-        .args(["--seed", &spec.seed.to_string()])
-        .arg("--out")
-        .arg(out);
+    cmd.args([
+        "-p",
+        "ctiforge-cli",
+        "--",
+        "model",
+        "init",
+        "--arch",
+        spec.arch,
+    ])
+    .args(["--preset", spec.preset])
+    .args(["--vocab-size", &spec.vocab_size.to_string()])
+    .arg("--tokenizer-corpus")
+    .arg(corpus)
+    .args(["--seed", &spec.seed.to_string()])
+    .arg("--out")
+    .arg(out);
     crate::step::run(&mut cmd)
 }

@@ -9,7 +9,6 @@
 mod bench;
 mod ci;
 mod fixtures;
-mod json;
 mod markers;
 mod step;
 

@@ -14,8 +14,12 @@ use anyhow::{Context, Result, bail};
 use crate::step::{self, workspace_root};
 
 /// The four marker words, as whole words, case-sensitive.
-const MARKERS: [&str; 4] =
-    [concat!("TO", "DO"), concat!("FIX", "ME"), concat!("X", "XX"), concat!("HA", "CK")];
+const MARKERS: [&str; 4] = [
+    concat!("TO", "DO"),
+    concat!("FIX", "ME"),
+    concat!("X", "XX"),
+    concat!("HA", "CK"),
+];
 
 /// Markers that are allowed when an issue reference `(#N)` follows them directly.
 const WITH_ISSUE: [&str; 2] = [MARKERS[0], MARKERS[1]];
@@ -27,7 +31,10 @@ const WITH_ISSUE: [&str; 2] = [MARKERS[0], MARKERS[1]];
 /// Fails listing every offending `path:line`, or if `git grep` itself fails.
 pub fn check() -> Result<()> {
     let hits = grep_candidates()?;
-    let bad: Vec<&str> = hits.lines().filter(|line| has_bare_marker(content(line))).collect();
+    let bad: Vec<&str> = hits
+        .lines()
+        .filter(|line| has_bare_marker(content(line)))
+        .collect();
     if bad.is_empty() {
         return Ok(());
     }
@@ -45,10 +52,21 @@ pub fn check() -> Result<()> {
 fn grep_candidates() -> Result<String> {
     let pattern = format!("({})", MARKERS.join("|"));
     let mut cmd = Command::new("git");
-    cmd.current_dir(workspace_root())
-        .args(["grep", "--untracked", "-n", "-I", "-w", "-E", &pattern, "--", "*.rs"]);
+    cmd.current_dir(workspace_root()).args([
+        "grep",
+        "--untracked",
+        "-n",
+        "-I",
+        "-w",
+        "-E",
+        &pattern,
+        "--",
+        "*.rs",
+    ]);
     let shown = step::display(&cmd);
-    let output = cmd.output().with_context(|| format!("could not start `{shown}`"))?;
+    let output = cmd
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
     // git grep exits 1 when nothing matches; anything above that is a real error.
     match output.status.code() {
         Some(0) | Some(1) => {}
@@ -72,8 +90,8 @@ fn has_bare_marker(text: &str) -> bool {
         text.match_indices(marker).any(|(at, _)| {
             let before = text[..at].chars().next_back();
             let rest = &text[at + marker.len()..];
-            let whole_word = !before.is_some_and(is_word_char)
-                && !rest.chars().next().is_some_and(is_word_char);
+            let whole_word =
+                !before.is_some_and(is_word_char) && !rest.chars().next().is_some_and(is_word_char);
             whole_word && !(WITH_ISSUE.contains(marker) && cites_issue(rest))
         })
     })
@@ -130,6 +148,9 @@ mod tests {
 
     #[test]
     fn content_strips_path_and_line_number() {
-        assert_eq!(content("src/a.rs:12:let x = 1; // a:b"), "let x = 1; // a:b");
+        assert_eq!(
+            content("src/a.rs:12:let x = 1; // a:b"),
+            "let x = 1; // a:b"
+        );
     }
 }

@@ -43,7 +43,12 @@ impl Timings {
     ///
     /// # Errors
     /// Returns `body`'s error, wrapped with the step's name and elapsed time.
-    pub fn step<T>(&mut self, name: &str, what: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub fn step<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        body: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         eprintln!("\n==> {name}: {what}");
         let start = Instant::now();
         let result = body();
@@ -72,7 +77,11 @@ impl Timings {
     /// One line listing every step and its duration.
     pub fn summary(&self) -> String {
         let total: Duration = self.0.iter().map(|(_, d)| *d).sum();
-        let parts: Vec<String> = self.0.iter().map(|(n, d)| format!("{n} {}", secs(*d))).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, d)| format!("{n} {}", secs(*d)))
+            .collect();
         format!("{} (total {})", parts.join(", "), secs(total))
     }
 }
@@ -83,7 +92,9 @@ impl Timings {
 /// Fails if the program cannot be started or exits unsuccessfully.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
-    let status = cmd.status().with_context(|| format!("could not start `{shown}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
     if !status.success() {
         bail!("`{shown}` exited with {status}");
     }
@@ -140,8 +151,12 @@ mod tests {
     #[test]
     fn display_shows_env_and_quotes_arguments() {
         let mut cmd = Command::new("/usr/bin/cargo");
-        cmd.env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace"]);
-        assert_eq!(display(&cmd), "RUSTDOCFLAGS='-D warnings' cargo doc --workspace");
+        cmd.env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--workspace"]);
+        assert_eq!(
+            display(&cmd),
+            "RUSTDOCFLAGS='-D warnings' cargo doc --workspace"
+        );
     }
 
     #[test]
@@ -150,7 +165,10 @@ mod tests {
         let err = timings
             .step("lint", "nothing", || -> Result<()> { bail!("boom") })
             .expect_err("the body fails");
-        assert!(format!("{err:#}").starts_with("step `lint` failed after"), "{err:#}");
+        assert!(
+            format!("{err:#}").starts_with("step `lint` failed after"),
+            "{err:#}"
+        );
         assert!(timings.summary().starts_with("lint "));
     }
 }

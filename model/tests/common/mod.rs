@@ -27,7 +27,10 @@ pub fn tiny_model(dir: &Path, name: &str, arch: Architecture, seed: u64, sets: &
         vocab_size: 384,
         tokenizer_corpus: corpus(),
         seed,
-        overrides: sets.iter().map(|s| parse_override(s).expect("override")).collect(),
+        overrides: sets
+            .iter()
+            .map(|s| parse_override(s).expect("override"))
+            .collect(),
         dtype: SaveDtype::F32,
         out: out.clone(),
         force: false,
