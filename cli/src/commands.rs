@@ -10,6 +10,8 @@ use ctiforge_model::weights::SaveDtype;
 use ctiforge_model::{Architecture, Generated, LoadedModel, SamplingConfig, parse_device};
 use serde_json::json;
 
+use crate::settings::{self, GenerateFile, GenerateSettings};
+
 /// The bundled model the demo uses when `--model` is not given.
 const BUNDLED_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -115,60 +117,93 @@ pub struct LogitsArgs {
 /// Arguments of `ctiforge generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// A model folder or a Hugging Face id (`org/name[@revision]`) in the hub cache.
+    /// A model folder or a Hugging Face id (`org/name[@revision]`) in the hub cache
+    /// (default: the config file's `generate.model`).
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// The prompt; repeat for a batch. An empty prompt starts from BOS.
-    #[arg(long, default_value = "")]
+    #[arg(long)]
     prompt: Vec<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
 
-/// Decoding flags shared by `generate` and `demo`.
+/// Decoding flags shared by `generate` and `demo`; unset flags fall back to the config
+/// file, then to generation_config.json (max_new_tokens), then to the defaults shown.
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
+    /// A TOML file with a `[generate]` table (see configs/generate/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set generate.temperature=0.7` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
     /// Render the prompt as a user message through the model's chat template.
     #[arg(long)]
     chat: bool,
-    /// A system message for `--chat`.
-    #[arg(long, requires = "chat")]
+    /// A system message for chat prompts.
+    #[arg(long)]
     system: Option<String>,
-    /// Most new tokens per prompt (default: generation_config.json's, else 64).
+    /// Most new tokens per prompt [default: generation_config.json's, else 64].
     #[arg(long)]
     max_new_tokens: Option<usize>,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
+    /// Sampling temperature; 0 is greedy [default: 0].
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Keep only the K most likely tokens when sampling.
     #[arg(long)]
     top_k: Option<usize>,
     /// Nucleus sampling mass.
     #[arg(long)]
     top_p: Option<f32>,
-    /// Penalty on tokens already seen (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f32,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Penalty on tokens already seen; 1 is off [default: 1].
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Sampling seed [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Stop when this string appears (repeatable).
     #[arg(long = "stop")]
     stop: Vec<String>,
-    /// Device: cpu, cuda:N, rocm:N, wgpu (those compiled in).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Device: cpu, cuda:N, rocm:N, wgpu (those compiled in) [default: cpu].
+    #[arg(long)]
+    device: Option<String>,
     /// Print one JSON object per prompt (`text`, `generated_ids`, `finish_reason`).
     #[arg(long)]
     json: bool,
 }
 
+impl SamplingArgs {
+    /// Flags merged over the config file and `--set` overrides.
+    fn resolve(&self) -> Result<GenerateSettings> {
+        let file: GenerateFile = settings::load(self.config.as_deref(), &self.overrides)?;
+        let f = file.generate;
+        Ok(GenerateSettings {
+            model: f.model,
+            device: self.device.clone().or(f.device),
+            max_new_tokens: self.max_new_tokens.or(f.max_new_tokens),
+            temperature: self.temperature.or(f.temperature),
+            top_k: self.top_k.or(f.top_k),
+            top_p: self.top_p.or(f.top_p),
+            repetition_penalty: self.repetition_penalty.or(f.repetition_penalty),
+            seed: self.seed.or(f.seed),
+            stop: if self.stop.is_empty() {
+                f.stop
+            } else {
+                Some(self.stop.clone())
+            },
+            chat: Some(self.chat || f.chat.unwrap_or(false)),
+            system: self.system.clone().or(f.system),
+        })
+    }
+}
+
 /// Arguments of `ctiforge demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The model to use (default: the bundled aidreams260K Llama).
-    #[arg(long, default_value = BUNDLED_MODEL)]
-    model: String,
+    /// The model to use [default: the bundled aidreams260K Llama].
+    #[arg(long)]
+    model: Option<String>,
     /// The prompt; empty starts from BOS.
     #[arg(long, default_value = "")]
     prompt: String,
@@ -355,28 +390,37 @@ fn logits(args: &LogitsArgs) -> Result<()> {
 
 /// Runs `ctiforge generate`.
 pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let settings = args.sampling.resolve()?;
+    let model = match args.model.clone().or_else(|| settings.model.clone()) {
+        Some(m) => m,
+        None => bail!("no model given: pass --model or set generate.model in the --config file"),
+    };
     let prompts = if args.prompt.is_empty() {
         vec![String::new()]
     } else {
         args.prompt.clone()
     };
-    run_generation(&args.model, &prompts, &args.sampling)
+    run_generation(&model, &prompts, &settings, args.sampling.json)
 }
 
 /// Runs `ctiforge demo`.
 pub fn demo(args: &DemoArgs) -> Result<()> {
-    if !std::path::Path::new(&args.model).exists() && args.model == BUNDLED_MODEL {
+    let settings = args.sampling.resolve()?;
+    let model = args.model.clone().or_else(|| settings.model.clone());
+    let model = model.unwrap_or_else(|| BUNDLED_MODEL.to_owned());
+    if model == BUNDLED_MODEL && !std::path::Path::new(BUNDLED_MODEL).exists() {
         bail!("the bundled model is not at {BUNDLED_MODEL}; pass --model FOLDER");
     }
     run_generation(
-        &args.model,
+        &model,
         std::slice::from_ref(&args.prompt),
-        &args.sampling,
+        &settings,
+        args.sampling.json,
     )
 }
 
-fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<()> {
-    let device = parse_device(&s.device)?;
+fn run_generation(model: &str, prompts: &[String], s: &GenerateSettings, json: bool) -> Result<()> {
+    let device = parse_device(s.device.as_deref().unwrap_or("cpu"))?;
     let loaded = LoadedModel::resolve(model, &device)?;
     let tokenizer = loaded.tokenizer()?;
     let mut encoded = Vec::with_capacity(prompts.len());
@@ -386,13 +430,13 @@ fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<(
     let defaults = loaded.generation.clone().unwrap_or_default();
     let config = SamplingConfig {
         max_new_tokens: s.max_new_tokens.or(defaults.max_new_tokens).unwrap_or(64),
-        temperature: s.temperature,
+        temperature: s.temperature.unwrap_or(0.0),
         top_k: s.top_k,
         top_p: s.top_p,
-        repetition_penalty: s.repetition_penalty,
-        seed: s.seed,
+        repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
+        seed: s.seed.unwrap_or(0),
         stop_token_ids: loaded.stop_token_ids(),
-        stop_strings: s.stop.clone(),
+        stop_strings: s.stop.clone().unwrap_or_default(),
         use_cache: true,
     };
     let started = std::time::Instant::now();
@@ -405,18 +449,16 @@ fn run_generation(model: &str, prompts: &[String], s: &SamplingArgs) -> Result<(
         tokens_per_sec = format!("{:.1}", new_tokens as f64 / secs.max(1e-9)),
         "generated"
     );
-    print_outputs(&outputs, s.json);
+    print_outputs(&outputs, json);
     Ok(())
 }
 
 /// Token ids of one prompt: raw text with BOS (empty: BOS alone), or a chat rendering.
-fn encode_prompt(loaded: &LoadedModel, prompt: &str, s: &SamplingArgs) -> Result<Vec<u32>> {
+fn encode_prompt(loaded: &LoadedModel, prompt: &str, s: &GenerateSettings) -> Result<Vec<u32>> {
     let tokenizer = loaded.tokenizer()?;
-    if s.chat {
-        let template = select_template(
-            Some(tokenizer.config()),
-            loaded.model.config.architecture.hf_class(),
-        )?;
+    if s.chat.unwrap_or(false) {
+        let arch = loaded.model.config.architecture.hf_class();
+        let template = select_template(Some(tokenizer.config()), arch)?;
         let mut messages = Vec::new();
         if let Some(system) = &s.system {
             messages.push(ChatMessage::system(system.clone()));

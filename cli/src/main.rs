@@ -5,6 +5,7 @@
 //! one machine-readable document.
 
 mod commands;
+mod settings;
 
 use clap::{Parser, Subcommand};
 

@@ -782,9 +782,11 @@ env.globals["raise_exception"] = raise_exception
 env.globals["strftime_now"] = strftime_now
 results = []
 for case in json.load(open(sys.argv[1], encoding="utf-8")):
+    # Key order as callers of apply_chat_template write messages (JSON here sorts them).
+    messages = [{"role": m["role"], "content": m["content"]} for m in case["messages"]]
     try:
         text = env.from_string(case["template"]).render(
-            messages=case["messages"], add_generation_prompt=case["add_generation_prompt"],
+            messages=messages, add_generation_prompt=case["add_generation_prompt"],
             bos_token=case["bos_token"], eos_token=case["eos_token"])
         results.append({"ok": text})
     except jinja2.exceptions.TemplateError as err:
