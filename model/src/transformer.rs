@@ -316,3 +316,32 @@ impl Builder<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_matches_the_reference_formula() {
+        // HF Llama: x * rsqrt(mean(x^2) + eps) * weight, per row.
+        let device = Device::flex();
+        let b = Builder { device: &device };
+        let gamma = vec![1.0, 0.5, 2.0, -1.0];
+        let x = [3.0f32, -1.0, 2.0, 0.5, 0.0, 0.0, 0.0, 1e-3];
+        let norm = b.rms_norm(gamma.clone(), 1e-5);
+        let input = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [2, 4]), &device);
+        let got = to_host(norm.forward(input)).expect("host");
+        for (row, chunk) in x.chunks(4).enumerate() {
+            let ms = chunk.iter().map(|v| v * v).sum::<f32>() / 4.0;
+            let inv = 1.0 / (ms + 1e-5).sqrt();
+            for (i, v) in chunk.iter().enumerate() {
+                let want = v * inv * gamma[i];
+                let have = got[row * 4 + i];
+                assert!(
+                    (want - have).abs() < 1e-5,
+                    "row {row} col {i}: {have} vs {want}"
+                );
+            }
+        }
+    }
+}
