@@ -5,6 +5,7 @@
 //! one machine-readable document.
 
 mod commands;
+mod prep;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Model(commands::ModelCommand),
     /// Generate text with a model.
     Generate(commands::GenerateArgs),
+    /// Prepare a dataset from CTI sources with a recipe (configs/prep/).
+    Prep(prep::PrepArgs),
     /// The main job on bundled defaults: load the bundled tiny Llama and generate.
     Demo(commands::DemoArgs),
 }
@@ -35,6 +38,7 @@ fn main() {
         Command::Model(cmd) => commands::model(cmd),
         Command::Generate(args) => commands::generate(&args),
         Command::Demo(args) => commands::demo(&args),
+        Command::Prep(args) => prep::run(&args),
     };
     if let Err(err) = result {
         eprintln!("ctiforge: error: {err:#}");
@@ -45,8 +49,9 @@ fn main() {
 /// Logs go to stderr; `RUST_LOG` overrides the default of info for ctiforge, warn for others.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,ctiforge=info,ctiforge_model=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,ctiforge=info,ctiforge_model=info,ctiforge_data_prep=info")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -307,3 +307,71 @@ fn every_command_has_help() {
         assert!(ok(&cmd).contains("Usage"), "{cmd:?}");
     }
 }
+
+fn ctiforge_in_root(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctiforge"))
+        .args(args)
+        .current_dir(root())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run ctiforge")
+}
+
+#[test]
+fn prep_writes_a_dataset_and_stats_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("summaries");
+    let out_s = out.display().to_string();
+    let recipe = "configs/prep/actor-summaries.toml";
+    let run = ctiforge_in_root(&["prep", "--config", recipe, "--out", &out_s, "--json"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let manifest: Value = serde_json::from_slice(&run.stdout).expect("manifest json");
+    assert_eq!(manifest["counts"]["kept"], 11);
+    for f in [
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+        "rejects.jsonl",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let stats = ok(&["prep", "stats", &out_s]);
+    assert!(
+        stats.contains("actor-summaries") && stats.contains("summarization"),
+        "{stats}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(&["prep", "stats", &out_s, "--json"])).expect("json");
+    assert_eq!(json["fingerprint"], manifest["fingerprint"]);
+
+    // Existing output without --force, and an unknown key, fail with the cause named.
+    let again = ctiforge_in_root(&["prep", "--config", recipe, "--out", &out_s]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let bad = ctiforge_in_root(&[
+        "prep",
+        "--config",
+        recipe,
+        "--out",
+        &out_s,
+        "--force",
+        "--set",
+        "split.tain=0.5",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("tain") && err.contains("actor-summaries.toml"),
+        "{err}"
+    );
+    let err = fails(&[
+        "prep",
+        "stats",
+        &dir.path().join("nothing").display().to_string(),
+    ]);
+    assert!(err.contains("manifest.json"), "{err}");
+}

@@ -5,21 +5,27 @@
 //! - `cargo xtask fixtures`: regenerate the seeded tiny models under `target/fixtures/`.
 //! - `cargo xtask bench [--quick]`: throughput of ctiforge and of Hugging Face
 //!   `transformers` on the same weights, as a Markdown table for `docs/benchmarks.md`.
+//! - `cargo xtask bench-prep [--rows N]`: `ctiforge prep` against the same pipeline in
+//!   pandas on a synthetic corpus of N rows (default 1,000,000), for `docs/benchmarks.md`.
 
 mod bench;
+mod bench_prep;
 mod ci;
 mod fixtures;
 mod markers;
+mod prep_corpus;
 mod step;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci [--skip-reference]   fmt, markers, clippy, docs, tests (with the reference tests)
   fixtures                regenerate the seeded model fixtures under target/fixtures/
-  bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)";
+  bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)
+  bench-prep [--rows N]   ctiforge prep vs pandas on N synthetic rows, default 1000000
+                          (docs/benchmarks.md)";
 
 fn main() {
     if let Err(err) = run(std::env::args().skip(1).collect()) {
@@ -47,6 +53,17 @@ fn run(args: Vec<String>) -> Result<()> {
                 other => bail!("bench: unknown flags {other:?}\n\n{USAGE}"),
             };
             bench::run(quick)
+        }
+        Some("bench-prep") => {
+            let rows = match flags.as_slice() {
+                [] => bench_prep::DEFAULT_ROWS,
+                ["--rows", n] => n
+                    .replace('_', "")
+                    .parse()
+                    .with_context(|| format!("bench-prep: --rows {n:?} is not a row count"))?,
+                other => bail!("bench-prep: unknown flags {other:?}\n\n{USAGE}"),
+            };
+            bench_prep::run(rows)
         }
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");

@@ -1,0 +1,150 @@
+//! Source readers: each turns one input file into [`RawRow`]s plus [`Reject`]s (file, line,
+//! reason) without failing on a bad row. A file that cannot be read at all, or lacks a
+//! column the recipe maps, is an error.
+//!
+//! Line-based formats (JSON Lines, BIO) are parsed line by line with serde so that one
+//! malformed line becomes one reject instead of failing the whole file; `.gz` files are
+//! decompressed on the fly. CSV and Parquet go through Polars' readers.
+
+mod bio;
+mod cti;
+mod generic;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::error::{Error, Result};
+
+/// A typed span of an entity-extraction row (character offsets into the text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entity {
+    /// The entity type (`Malware`, `GROUP`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The span's text.
+    pub text: String,
+    /// Start, in characters.
+    pub start: usize,
+    /// End (exclusive), in characters.
+    pub end: usize,
+}
+
+/// One row as read, before validation and cleaning.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawRow {
+    /// 1-based line (or row) in the source file.
+    pub line: usize,
+    /// The row's index among those one line yields (0 for most formats).
+    pub part: usize,
+    /// An id from the data itself (generic sources), else derived from the line.
+    pub id: Option<String>,
+    /// The split group; `None` makes the row its own group.
+    pub group: Option<String>,
+    /// The input text, as read.
+    pub text: String,
+    /// Technique labels as written (validated later against the catalog).
+    pub labels: Vec<String>,
+    /// Indicators as (type label, value), validated later.
+    pub iocs: Vec<(String, String)>,
+    /// Entity spans.
+    pub entities: Vec<Entity>,
+    /// The reference summary.
+    pub summary: Option<String>,
+}
+
+/// A row that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reject {
+    /// The source's name.
+    pub source: String,
+    /// The file it came from.
+    pub file: String,
+    /// 1-based line or row (0 when the row was built from several lines).
+    pub line: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Everything read from one source.
+#[derive(Debug, Default)]
+pub struct SourceRead {
+    /// Usable rows.
+    pub rows: Vec<RawRow>,
+    /// Rejected rows.
+    pub rejects: Vec<Reject>,
+}
+
+impl SourceRead {
+    fn reject(&mut self, src: &SourceConfig, path: &Path, line: usize, reason: String) {
+        self.rejects.push(Reject {
+            source: src.name.clone(),
+            file: path.display().to_string(),
+            line,
+            reason,
+        });
+    }
+}
+
+/// Reads one source.
+///
+/// # Errors
+/// The file cannot be opened or read, is not the format its kind says, or lacks a column
+/// that `columns` names.
+pub fn read(src: &SourceConfig, path: &Path, base: &Path) -> Result<SourceRead> {
+    let mut out = match src.kind {
+        SourceKind::TramSingleLabel => cti::tram_single_label(src, path),
+        SourceKind::TramSentences => cti::tram_sentences(src, path),
+        SourceKind::TramReports => cti::tram_reports(src, path),
+        SourceKind::AttackProcedures => cti::attack_procedures(src, path),
+        SourceKind::AttackDescriptions => cti::attack_descriptions(src, path),
+        SourceKind::Stix => cti::stix(path),
+        SourceKind::IocSentences => cti::ioc_sentences(src, path),
+        SourceKind::AnnoctrLinking => cti::annoctr_linking(src, path),
+        SourceKind::ActorSummaries => cti::actor_summaries(src, path, base),
+        SourceKind::Bio => bio::read(src, path),
+        SourceKind::Jsonl => generic::jsonl(src, path),
+        SourceKind::Csv | SourceKind::Parquet => generic::table(src, path),
+    }?;
+    if let Some(limit) = src.limit {
+        out.rows.truncate(limit);
+    }
+    Ok(out)
+}
+
+/// Opens a text file, decompressing `.gz`.
+///
+/// # Errors
+/// The file cannot be opened.
+pub(crate) fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(BufReader::new(flate2::read::GzDecoder::new(file))))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+    }
+}
+
+/// Calls `each(line_no, line)` for every non-blank line of a JSON Lines file; a line that
+/// fails to parse as `T` becomes a reject naming the line and the parser's message.
+fn json_lines<T: serde::de::DeserializeOwned>(
+    src: &SourceConfig,
+    path: &Path,
+    mut each: impl FnMut(&mut SourceRead, usize, T),
+) -> Result<SourceRead> {
+    let mut out = SourceRead::default();
+    for (i, line) in open(path)?.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<T>(&line) {
+            Ok(v) => each(&mut out, line_no, v),
+            Err(e) => out.reject(src, path, line_no, format!("invalid row: {e}")),
+        }
+    }
+    Ok(out)
+}
