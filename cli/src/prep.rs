@@ -91,7 +91,8 @@ fn table(m: &Manifest, top: usize) -> String {
     let _ = writeln!(s, "dataset {} ({})", m.name, m.fingerprint);
     let _ = writeln!(
         s,
-        "rows: {} read, {} rejected, {} exact + {} near duplicates removed ({} label merges), {} kept",
+        "rows: {} read, {} rejected, {} exact + {} near duplicates removed \
+         ({} label merges), {} kept",
         c.read, c.rejected, c.exact_duplicates, c.near_duplicates, c.labels_merged, c.kept
     );
     let _ = writeln!(

@@ -470,70 +470,6 @@ pub(crate) fn check_leakage(rows: &[Row]) -> Result<()> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(id: &str, text: &str, split: Split) -> Row {
-        Row {
-            id: id.into(),
-            task: Task::TechniqueClassification,
-            source: 0,
-            line: 1,
-            group: id.into(),
-            text_raw: text.into(),
-            text: text.into(),
-            labels: Vec::new(),
-            target: Value::Null,
-            iocs: Vec::new(),
-            split,
-            prompt: String::new(),
-            completion: String::new(),
-            messages: String::new(),
-            prompt_tokens: None,
-            completion_tokens: None,
-        }
-    }
-
-    #[test]
-    fn leakage_check_catches_a_planted_duplicate() {
-        let mut rows = vec![
-            row("a", "APT29 used PowerShell.", Split::Train),
-            row("b", "Something else.", Split::Test),
-            row("c", "apt29  used PowerShell.", Split::Train),
-        ];
-        check_leakage(&rows).expect("same split is fine");
-        rows.push(row("d", "APT29 used   powershell.", Split::Test));
-        let err = check_leakage(&rows).expect_err("planted duplicate");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("APT29 used PowerShell.") && msg.contains("train and test"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn identical_texts_in_different_groups_share_a_split() {
-        let cfg: PrepConfig = toml::from_str(
-            "[[sources]]\nname = \"s\"\nkind = \"tram_sentences\"\npath = \"x\"\n\
-             [dedup]\nexact = false\nnear = false\n",
-        )
-        .expect("cfg");
-        let mut rows: Vec<Row> = (0..400)
-            .map(|i| {
-                row(
-                    &format!("r{i}"),
-                    &format!("sentence number {}", i % 200),
-                    Split::Train,
-                )
-            })
-            .collect();
-        assign_splits(&mut rows, &cfg).expect("split");
-        check_leakage(&rows).expect("groups merged by text");
-        assert!(rows.iter().any(|r| r.split == Split::Test));
-    }
-}
-
 /// The input text as a prompt shows it: indicators refanged, or defanged when configured.
 fn display_text(r: &Row, defang: bool) -> String {
     if r.task != Task::IocExtraction {
@@ -613,4 +549,68 @@ fn check_rejects(rejects: &[Reject], read: usize, cfg: &PrepConfig, out: &Path) 
         rejects_file: side,
         first: first.join("; "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, text: &str, split: Split) -> Row {
+        Row {
+            id: id.into(),
+            task: Task::TechniqueClassification,
+            source: 0,
+            line: 1,
+            group: id.into(),
+            text_raw: text.into(),
+            text: text.into(),
+            labels: Vec::new(),
+            target: Value::Null,
+            iocs: Vec::new(),
+            split,
+            prompt: String::new(),
+            completion: String::new(),
+            messages: String::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
+        }
+    }
+
+    #[test]
+    fn leakage_check_catches_a_planted_duplicate() {
+        let mut rows = vec![
+            row("a", "APT29 used PowerShell.", Split::Train),
+            row("b", "Something else.", Split::Test),
+            row("c", "apt29  used PowerShell.", Split::Train),
+        ];
+        check_leakage(&rows).expect("same split is fine");
+        rows.push(row("d", "APT29 used   powershell.", Split::Test));
+        let err = check_leakage(&rows).expect_err("planted duplicate");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("APT29 used PowerShell.") && msg.contains("train and test"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn identical_texts_in_different_groups_share_a_split() {
+        let cfg: PrepConfig = toml::from_str(
+            "[[sources]]\nname = \"s\"\nkind = \"tram_sentences\"\npath = \"x\"\n\
+             [dedup]\nexact = false\nnear = false\n",
+        )
+        .expect("cfg");
+        let mut rows: Vec<Row> = (0..400)
+            .map(|i| {
+                row(
+                    &format!("r{i}"),
+                    &format!("sentence number {}", i % 200),
+                    Split::Train,
+                )
+            })
+            .collect();
+        assign_splits(&mut rows, &cfg).expect("split");
+        check_leakage(&rows).expect("groups merged by text");
+        assert!(rows.iter().any(|r| r.split == Split::Test));
+    }
 }

@@ -204,7 +204,8 @@ mod tests {
                  "external_references": [{"source_name": "mitre-attack", "external_id": "T0001"}]},
                 {"type": "attack-pattern", "spec_version": "2.1", "id": "attack-pattern--b",
                  "name": "New",
-                 "external_references": [{"source_name": "mitre-ics-attack", "external_id": "T0002"}]},
+                 "external_references": [
+                    {"source_name": "mitre-ics-attack", "external_id": "T0002"}]},
                 {"type": "intrusion-set", "spec_version": "2.1", "id": "intrusion-set--g",
                  "name": "Sandworm Team", "description": "A group.",
                  "external_references": [{"source_name": "mitre-attack", "external_id": "G0034"}]},

@@ -143,14 +143,11 @@ fn tram_spans_match_the_source_counts_and_labels() {
         "TRAM2 train reports cover 76 technique IDs"
     );
     assert!(got.len() >= 70, "{} labels survive", got.len());
-    assert_eq!(
+    assert!(
         m.labels
             .replaced
             .get("T1574.002->T1574.001")
-            .copied()
-            .unwrap_or(0)
-            > 0,
-        true
+            .is_some_and(|n| *n > 0)
     );
 
     // Grouped by report: no doc_id in two splits.
