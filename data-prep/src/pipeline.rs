@@ -76,15 +76,35 @@ pub fn prepare(cfg: &PrepConfig, out: &Path, opts: &Options) -> Result<Manifest>
     let read = rows.len() + rejects.len();
     info!(rows = rows.len(), rejected = rejects.len(), "sources read");
 
+    let t = std::time::Instant::now();
     clean_rows(&mut rows, cfg, &mut rejects)?;
+    info!(
+        rows = rows.len(),
+        secs = t.elapsed().as_secs_f32(),
+        "texts cleaned"
+    );
     let mut counts = Counts {
         read,
         ..Counts::default()
     };
+    let t = std::time::Instant::now();
     rows = remove_duplicates(rows, cfg, &mut counts)?;
+    info!(
+        exact = counts.exact_duplicates,
+        near = counts.near_duplicates,
+        secs = t.elapsed().as_secs_f32(),
+        "duplicates removed"
+    );
+    let t = std::time::Instant::now();
     assign_splits(&mut rows, cfg)?;
     check_leakage(&rows)?;
+    info!(
+        secs = t.elapsed().as_secs_f32(),
+        "splits assigned, no leakage"
+    );
+    let t = std::time::Instant::now();
     render(&mut rows, cfg)?;
+    info!(secs = t.elapsed().as_secs_f32(), "prompts rendered");
     let tokenizer = match &cfg.tokens.tokenizer {
         Some(t) => Some(tokens::apply(
             &mut rows,
@@ -94,7 +114,6 @@ pub fn prepare(cfg: &PrepConfig, out: &Path, opts: &Options) -> Result<Manifest>
         )?),
         None => None,
     };
-    rows.retain(|r| !r.prompt.is_empty() || !r.completion.is_empty());
 
     counts.rejected = rejects.len();
     counts.kept = rows.len();

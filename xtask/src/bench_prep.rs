@@ -43,6 +43,9 @@ const MAX_REJECT_FRACTION: f64 = 0.05;
 /// different hash functions, so pairs close to the threshold can fall either way.
 const KEPT_TOLERANCE: f64 = 0.01;
 
+/// CPU use by others, just before a measured run, above which a warning is printed.
+const BUSY_WARNING: f64 = 0.25;
+
 /// One pipeline's run: time, memory and what it counted.
 #[derive(Debug, Clone, Copy, Default)]
 struct Outcome {
@@ -229,6 +232,14 @@ fn measure(program: &Path, args: &[OsString]) -> Result<(f64, u64, String)> {
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::inherit());
     let shown = crate::step::display(&cmd);
+    let busy = other_load();
+    if busy > BUSY_WARNING {
+        eprintln!(
+            "bench-prep: warning: the CPUs were {:.0}% busy just before this run; other work \
+             will slow it down",
+            100.0 * busy
+        );
+    }
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -250,6 +261,33 @@ fn measure(program: &Path, args: &[OsString]) -> Result<(f64, u64, String)> {
     };
     let out = std::fs::read_to_string(&stdout_path)?;
     Ok((secs, kib * 1024, out))
+}
+
+/// Fraction of CPU time spent outside idle over one second, from `/proc/stat` (0 where it
+/// cannot be read).
+fn other_load() -> f64 {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait ...: idle time is idle + iowait.
+        let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+        Some((fields.iter().sum(), idle))
+    };
+    let Some((total_a, idle_a)) = sample() else {
+        return 0.0;
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let Some((total_b, idle_b)) = sample() else {
+        return 0.0;
+    };
+    let total = total_b.saturating_sub(total_a).max(1);
+    1.0 - idle_b.saturating_sub(idle_a) as f64 / total as f64
 }
 
 /// The last `seconds kib` line `/usr/bin/time -f '%e %M'` wrote.
@@ -370,8 +408,9 @@ fn update_doc(path: &Path, rows: usize, table: &str) -> Result<()> {
         format!("cargo xtask bench-prep --rows {rows}")
     };
     let body = format!(
-        "{START}\nMeasured {} on {}, with `{command}` ({rows} rows). Ratios: ctiforge's \
-         seconds, throughput and memory over pandas'.\n\n{table}{END}",
+        "{START}\nMeasured {} with `{command}` ({rows} rows).\nMachine: {}.\n\
+         Last row: ctiforge's seconds, rows/s and peak memory divided by pandas'.\n\n\
+         {table}{END}",
         date.trim(),
         machine()
     );
