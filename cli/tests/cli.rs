@@ -6,13 +6,17 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn ctiforge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctiforge"))
-        .args(args)
+/// The binary with test settings: offline hub, quiet logs.
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctiforge"));
+    cmd.args(args)
         .env("HF_HUB_OFFLINE", "1")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run ctiforge")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn ctiforge(args: &[&str]) -> Output {
+    command(args).output().expect("run ctiforge")
 }
 
 fn ok(args: &[&str]) -> String {
@@ -308,11 +312,10 @@ fn every_command_has_help() {
     }
 }
 
+/// Runs from the repository root, where recipes' relative paths resolve.
 fn ctiforge_in_root(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctiforge"))
-        .args(args)
+    command(args)
         .current_dir(root())
-        .env("RUST_LOG", "warn")
         .output()
         .expect("run ctiforge")
 }

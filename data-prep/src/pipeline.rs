@@ -122,9 +122,15 @@ pub fn prepare(cfg: &PrepConfig, out: &Path, opts: &Options) -> Result<Manifest>
         s.rows_kept = rows.iter().filter(|r| r.source == i).count();
         s.rows_rejected = rejects.iter().filter(|r| r.source == s.name).count();
     }
-    write::dataset(
-        out, cfg, rows, rejects, sources, counts, report, tokenizer, opts.force,
-    )
+    let prepared = write::Prepared {
+        rows,
+        rejects,
+        sources,
+        counts,
+        labels: report,
+        tokenizer,
+    };
+    write::dataset(out, cfg, prepared, opts.force)
 }
 
 /// The catalog of `[attack]`: a TSV table or a STIX bundle, plus explicit replacements.

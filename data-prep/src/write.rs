@@ -163,17 +163,27 @@ fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     Ok(())
 }
 
+/// Everything the pipeline hands to the writer.
+pub(crate) struct Prepared {
+    /// Kept rows, each with its split.
+    pub rows: Vec<Row>,
+    /// Rejected rows.
+    pub rejects: Vec<Reject>,
+    /// Per-source counts and hashes.
+    pub sources: Vec<SourceEntry>,
+    /// Row counts through the stages.
+    pub counts: Counts,
+    /// Label validation outcomes.
+    pub labels: LabelReport,
+    /// The tokenizer used, with its hash.
+    pub tokenizer: Option<String>,
+}
+
 /// Writes the whole dataset folder and returns its manifest.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn dataset(
     out: &Path,
     cfg: &PrepConfig,
-    rows: Vec<Row>,
-    rejects: Vec<Reject>,
-    sources: Vec<SourceEntry>,
-    counts: Counts,
-    labels: LabelReport,
-    tokenizer: Option<String>,
+    prepared: Prepared,
     force: bool,
 ) -> Result<Manifest> {
     let name = out
@@ -185,9 +195,7 @@ pub(crate) fn dataset(
         std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
     }
     std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
-    let result = write_into(
-        &stage, cfg, rows, rejects, sources, counts, labels, tokenizer,
-    );
+    let result = write_into(&stage, cfg, prepared);
     let manifest = match result {
         Ok(m) => m,
         Err(e) => {
@@ -202,17 +210,15 @@ pub(crate) fn dataset(
     Ok(manifest)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_into(
-    dir: &Path,
-    cfg: &PrepConfig,
-    rows: Vec<Row>,
-    rejects: Vec<Reject>,
-    sources: Vec<SourceEntry>,
-    counts: Counts,
-    labels: LabelReport,
-    tokenizer: Option<String>,
-) -> Result<Manifest> {
+fn write_into(dir: &Path, cfg: &PrepConfig, prepared: Prepared) -> Result<Manifest> {
+    let Prepared {
+        rows,
+        rejects,
+        sources,
+        counts,
+        labels,
+        tokenizer,
+    } = prepared;
     let mut splits = BTreeMap::new();
     let mut fingerprint = Sha256::new();
     for split in SPLITS {
