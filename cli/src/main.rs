@@ -1,11 +1,15 @@
 //! `ctiforge`: the command-line tool. Parses arguments, sets up logging, calls one library
-//! function per subcommand and maps errors to exit codes (0 ok, 1 failure, 2 usage).
+//! function per subcommand and maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 a
+//! promotion the gate refused, 4 a drift report that failed).
 //!
 //! People read stderr (logs, progress, errors); stdout carries results, and with `--json`
 //! one machine-readable document.
 
 mod commands;
+mod drift;
+mod export;
 mod prep;
+mod registry;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +33,12 @@ enum Command {
     Prep(prep::PrepArgs),
     /// The main job on bundled defaults: load the bundled tiny Llama and generate.
     Demo(commands::DemoArgs),
+    /// Write GGUF files for llama.cpp and Ollama, and inspect them.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
+    /// Register, promote, pull and list model versions (embedded store or MLflow).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 fn main() {
@@ -39,6 +49,12 @@ fn main() {
         Command::Generate(args) => commands::generate(&args),
         Command::Demo(args) => commands::demo(&args),
         Command::Prep(args) => prep::run(&args),
+        Command::Export(cmd) => export::run(&cmd),
+        Command::Registry(cmd) => registry::run(&cmd).map(|code| {
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }),
     };
     if let Err(err) = result {
         eprintln!("ctiforge: error: {err:#}");
@@ -50,7 +66,10 @@ fn main() {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("warn,ctiforge=info,ctiforge_model=info,ctiforge_data_prep=info")
+        EnvFilter::new(
+            "warn,ctiforge=info,ctiforge_model=info,ctiforge_data_prep=info,\
+             ctiforge_export=info,ctiforge_registry=info",
+        )
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

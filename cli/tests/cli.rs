@@ -307,6 +307,17 @@ fn every_command_has_help() {
         vec!["model", "bench", "--help"],
         vec!["generate", "--help"],
         vec!["demo", "--help"],
+        vec!["prep", "--help"],
+        vec!["export", "gguf", "--help"],
+        vec!["export", "inspect", "--help"],
+        vec!["export", "lora", "--help"],
+        vec!["export", "merge", "--help"],
+        vec!["registry", "drift", "--help"],
+        vec!["registry", "register", "--help"],
+        vec!["registry", "promote", "--help"],
+        vec!["registry", "pull", "--help"],
+        vec!["registry", "ls", "--help"],
+        vec!["registry", "show", "--help"],
     ] {
         assert!(ok(&cmd).contains("Usage"), "{cmd:?}");
     }
@@ -377,4 +388,334 @@ fn prep_writes_a_dataset_and_stats_reads_it() {
         &dir.path().join("nothing").display().to_string(),
     ]);
     assert!(err.contains("manifest.json"), "{err}");
+}
+
+#[test]
+fn export_gguf_and_inspect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("tiny");
+    init(&model, &[]);
+    let model_s = model.display().to_string();
+    let gguf = dir.path().join("tiny-q8_0.gguf");
+    let gguf_s = gguf.display().to_string();
+    let report: Value = serde_json::from_str(&ok(&[
+        "export", "gguf", "--model", &model_s, "--quant", "q8_0", "--out", &gguf_s, "--json",
+    ]))
+    .expect("json report");
+    assert!(report["file_bytes"].as_u64().expect("size") > 0, "{report}");
+    assert_eq!(report["quant"], "Q8_0", "{report}");
+    // Quality against the unquantised model, measured on the built-in CTI sample.
+    let kl = report["quality"]["mean_kl"].as_f64().expect("mean KL");
+    assert!((0.0..0.1).contains(&kl), "{report}");
+    let modelfile = std::fs::read_to_string(dir.path().join("Modelfile")).expect("Modelfile");
+    assert!(modelfile.contains("FROM ./tiny-q8_0.gguf"), "{modelfile}");
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("export.json")).expect("export.json"),
+    )
+    .expect("json");
+    assert_eq!(written["sha256"], report["sha256"]);
+
+    let summary: Value =
+        serde_json::from_str(&ok(&["export", "inspect", &gguf_s, "--json"])).expect("json");
+    assert_eq!(summary["version"], 3);
+    let keys: Vec<&str> = summary["metadata"]
+        .as_array()
+        .expect("metadata")
+        .iter()
+        .filter_map(|kv| kv["key"].as_str())
+        .collect();
+    for key in [
+        "general.architecture",
+        "llama.block_count",
+        "tokenizer.ggml.tokens",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    let tensors = summary["tensors"].as_array().expect("tensors");
+    let types: Vec<&str> = tensors
+        .iter()
+        .filter(|t| t["name"] == "blk.0.attn_q.weight")
+        .filter_map(|t| t["ty"].as_str())
+        .collect();
+    assert_eq!(types, ["Q8_0"], "{tensors:?}");
+    let text = ok(&["export", "inspect", &gguf_s]);
+    assert!(text.contains("token_embd.weight"), "{text}");
+
+    // An existing file needs --force; an unknown type names the valid ones.
+    let err = fails(&[
+        "export", "gguf", "--model", &model_s, "--quant", "q8_0", "--out", &gguf_s,
+    ]);
+    assert!(err.contains("exists"), "{err}");
+    let err = fails(&[
+        "export", "gguf", "--model", &model_s, "--quant", "q3_x", "--out", &gguf_s, "--force",
+    ]);
+    assert!(err.contains("q3_x") && err.contains("Q4_K_M"), "{err}");
+}
+
+/// Writes `text` to `path`, creating its folder.
+fn put(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+/// A run, eval report and export folder with the given technique F1, under `root`.
+fn outputs(root: &Path, f1: f64) -> [String; 3] {
+    put(&root.join("run/config.toml"), "[lora]\nrank = 8\n");
+    put(
+        &root.join("run/metrics.jsonl"),
+        "{\"step\":1,\"epoch\":0,\"loss\":2.5}\n{\"step\":2,\"epoch\":0,\"loss\":2.1}\n",
+    );
+    put(&root.join("run/adapter_model.safetensors"), "adapter bytes");
+    put(
+        &root.join("eval/eval.json"),
+        &format!("{{\"metrics\":{{\"technique\":{{\"micro_f1\":{f1}}}}}}}"),
+    );
+    put(&root.join("export/model.gguf"), &format!("gguf bytes {f1}"));
+    ["run", "eval", "export"].map(|d| root.join(d).display().to_string())
+}
+
+#[test]
+fn registry_register_promote_pull_ls_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = dir.path().join("registry").display().to_string();
+    let gate = dir.path().join("gate.toml");
+    put(
+        &gate,
+        "rules = [\"technique.micro_f1 >= 0.3\", \"technique.micro_f1 >= champion + 0.01\"]\n\
+         [drift]\nrequire = \"pass\"\n",
+    );
+    let gate = gate.display().to_string();
+    let register = |root: &Path, f1: f64| -> Value {
+        let [run, eval, export] = outputs(root, f1);
+        let args = [
+            "registry",
+            "register",
+            "--registry",
+            &reg,
+            "--model",
+            "cti",
+            "--run",
+            &run,
+            "--eval",
+            &eval,
+            "--export",
+            &export,
+            "--drift",
+            "pass",
+            "--json",
+        ];
+        serde_json::from_str(&ok(&args)).expect("json")
+    };
+    let promote = |version: &str| -> Output {
+        ctiforge(&[
+            "registry",
+            "promote",
+            "--registry",
+            &reg,
+            "--model",
+            "cti",
+            "--version",
+            version,
+            "--gate",
+            &gate,
+            "--json",
+        ])
+    };
+
+    let v1 = register(&dir.path().join("a"), 0.4);
+    assert_eq!(v1["version"], "1");
+    assert_eq!(v1["tags"]["eval.technique.micro_f1"], "0.4");
+    // Registering the same outputs again gives the same version.
+    assert_eq!(register(&dir.path().join("a"), 0.4)["version"], "1");
+    let out = promote("1");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A worse candidate is refused with exit code 3 and the champion stays.
+    let v2 = register(&dir.path().join("b"), 0.35);
+    assert_eq!(v2["version"], "2");
+    let out = promote("2");
+    assert_eq!(out.status.code(), Some(3));
+    let decision: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(decision["promoted"], false);
+    assert_eq!(decision["compared_with"], "1");
+
+    let shown: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "show",
+        "--registry",
+        &reg,
+        "cti@champion",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(shown["version"], "1");
+    let listed: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "ls",
+        "--registry",
+        &reg,
+        "cti",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    // Pull verifies the checksum and keeps the artifact's relative path.
+    let out_dir = dir.path().join("pulled");
+    let pulled: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "pull",
+        "--registry",
+        &reg,
+        "cti@champion",
+        "--artifact",
+        "export/model.gguf",
+        "--out",
+        &out_dir.display().to_string(),
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(pulled["version"], "1");
+    let got = std::fs::read_to_string(out_dir.join("export/model.gguf")).expect("pulled file");
+    assert_eq!(got, "gguf bytes 0.4");
+
+    let err = fails(&[
+        "registry",
+        "pull",
+        "--registry",
+        &reg,
+        "cti@champion",
+        "--artifact",
+        "../escape",
+    ]);
+    assert!(err.contains("escape") || err.contains(".."), "{err}");
+    let err = fails(&["registry", "show", "--registry", &reg, "cti"]);
+    assert!(err.contains("NAME@alias"), "{err}");
+}
+
+#[test]
+fn registry_drift_reports_and_records_the_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_s = small_dataset(dir.path(), "powershell", "T1059.001", "PowerShell script");
+    let reg = dir.path().join("registry").display().to_string();
+    let [run_dir, eval, export] = outputs(&dir.path().join("outputs"), 0.5);
+    ok(&[
+        "registry",
+        "register",
+        "--registry",
+        &reg,
+        "--model",
+        "cti",
+        "--run",
+        &run_dir,
+        "--eval",
+        &eval,
+        "--export",
+        &export,
+    ]);
+
+    // The same data on both sides: no drift, recorded on the version.
+    let report_dir = dir.path().join("drift-same");
+    let report: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "drift",
+        "--registry",
+        &reg,
+        "--reference",
+        &data_s,
+        "--current",
+        &data_s,
+        "--out",
+        &report_dir.display().to_string(),
+        "--attach",
+        "cti/1",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(report["verdict"], "pass", "{report}");
+    assert!(report_dir.join("drift.json").is_file() && report_dir.join("drift.html").is_file());
+    let shown: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "show",
+        "--registry",
+        &reg,
+        "cti/1",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(shown["tags"]["drift.verdict"], "pass");
+
+    // Other techniques in other words: the label mix fails, exit 4.
+    let other = small_dataset(dir.path(), "phishing", "T1566.001", "Spearphishing mail");
+    let out = ctiforge(&[
+        "registry",
+        "drift",
+        "--reference",
+        &data_s,
+        "--current",
+        &other,
+        "--out",
+        &dir.path().join("drift-other").display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("labels.psi"));
+
+    // A folder that is not a dataset is named.
+    let err = fails(&[
+        "registry",
+        "drift",
+        "--reference",
+        &reg,
+        "--current",
+        &data_s,
+        "--out",
+        &data_s,
+    ]);
+    assert!(err.contains("train.parquet"), "{err}");
+}
+
+/// Prepares a 40-row technique dataset of `label` rows about `topic` under `dir/name`.
+fn small_dataset(dir: &Path, name: &str, label: &str, topic: &str) -> String {
+    let rows: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"{topic} number {i} ran on host-{} for step {}\", \
+                 \"labels\": [\"{label}\"]}}\n",
+                i * 7,
+                i % 5
+            )
+        })
+        .collect();
+    let source = dir.join(format!("{name}.jsonl"));
+    put(&source, &rows);
+    let tsv = root().join("datasets/attack/enterprise_techniques.tsv");
+    let recipe = dir.join(format!("{name}.toml"));
+    put(
+        &recipe,
+        &format!(
+            "[dataset]\nname = \"{name}\"\nseed = 1\n[attack]\ntechniques = {tsv:?}\n\
+             [[sources]]\nname = \"{name}\"\nkind = \"jsonl\"\npath = {source:?}\n\
+             columns = {{ text = \"text\", labels = \"labels\" }}\n\
+             [dedup]\nexact = false\nnear = false\n"
+        ),
+    );
+    let out = dir.join(name).display().to_string();
+    ok(&[
+        "prep",
+        "--config",
+        &recipe.display().to_string(),
+        "--out",
+        &out,
+    ]);
+    out
 }

@@ -3,7 +3,7 @@
 //! text column; the original text is kept beside the cleaned one.
 
 use polars::prelude::*;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick, is_nfkc_quick};
 
 use crate::config::{CleanSection, UnicodeForm};
 use crate::error::{Error, Result};
@@ -17,6 +17,17 @@ const WHITESPACE: &str = r"\s+";
 
 /// Applies the configured Unicode normalisation to one text.
 pub fn normalize_unicode(text: &str, form: UnicodeForm) -> String {
+    // Most CTI prose is ASCII, which every normal form leaves alone; the quick check
+    // answers for most other text without decomposing it.
+    let unchanged = match form {
+        UnicodeForm::None => true,
+        _ if text.is_ascii() => true,
+        UnicodeForm::Nfc => is_nfc_quick(text.chars()) == IsNormalized::Yes,
+        UnicodeForm::Nfkc => is_nfkc_quick(text.chars()) == IsNormalized::Yes,
+    };
+    if unchanged {
+        return text.to_owned();
+    }
     match form {
         UnicodeForm::Nfc => text.nfc().collect(),
         UnicodeForm::Nfkc => text.nfkc().collect(),
@@ -99,5 +110,20 @@ mod tests {
         assert_eq!(normalize_unicode(s, UnicodeForm::Nfc), "\u{e9} \u{FB01}");
         assert_eq!(normalize_unicode(s, UnicodeForm::Nfkc), "\u{e9} fi");
         assert_eq!(normalize_unicode(s, UnicodeForm::None), s);
+        // Already-normal text takes the quick path and must come back unchanged.
+        for t in [
+            "plain ascii",
+            "caf\u{e9} \u{FB01}",
+            "\u{0391}\u{03c0}\u{03c4}",
+        ] {
+            assert_eq!(
+                normalize_unicode(t, UnicodeForm::Nfc),
+                t.nfc().collect::<String>()
+            );
+            assert_eq!(
+                normalize_unicode(t, UnicodeForm::Nfkc),
+                t.nfkc().collect::<String>()
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@
 pub mod attack;
 pub mod clean;
 pub mod config;
+pub mod dataset;
 pub mod dedup;
 pub mod error;
 pub mod ioc;

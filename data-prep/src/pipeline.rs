@@ -4,9 +4,11 @@
 //! Every stage is a function over the row table; the folder is written under a temporary
 //! name and renamed into place, so a killed run never leaves a half-written dataset.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -43,13 +45,14 @@ pub(crate) struct Row {
     pub group: String,
     pub text_raw: String,
     pub text: String,
+    /// [`dedup::exact_key`] of `text`, set once cleaning is done.
+    pub key: u64,
     pub labels: Vec<String>,
     pub target: Value,
     pub iocs: Vec<Ioc>,
     pub split: Split,
     pub prompt: String,
     pub completion: String,
-    pub messages: String,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
 }
@@ -270,13 +273,13 @@ fn validate_row(
         line: raw.line,
         text_raw: raw.text,
         text,
+        key: 0,
         labels,
         target,
         iocs,
         split: Split::Train,
         prompt: String::new(),
         completion: String::new(),
-        messages: String::new(),
         prompt_tokens: None,
         completion_tokens: None,
     })
@@ -333,6 +336,10 @@ fn clean_rows(rows: &mut Vec<Row>, cfg: &PrepConfig, rejects: &mut Vec<Reject>) 
         });
         false
     });
+    // Every later stage (exact duplicates, split groups, the leakage check) compares
+    // texts by this key, so it is computed once, on every core.
+    rows.par_iter_mut()
+        .for_each(|r| r.key = dedup::exact_key(&r.text));
     Ok(())
 }
 
@@ -344,7 +351,7 @@ fn remove_duplicates(rows: Vec<Row>, cfg: &PrepConfig, counts: &mut Counts) -> R
     if cfg.dedup.exact {
         let mut first: HashMap<(Task, u64), usize> = HashMap::with_capacity(rows.len());
         for row in rows {
-            let key = (row.task, dedup::exact_key(&row.text));
+            let key = (row.task, row.key);
             match first.get(&key) {
                 Some(&k) => {
                     counts.exact_duplicates += 1;
@@ -422,7 +429,7 @@ fn assign_splits(rows: &mut [Row], cfg: &PrepConfig) -> Result<()> {
     let mut parent: Vec<usize> = (0..names.len()).collect();
     let mut by_text: HashMap<u64, usize> = HashMap::new();
     for (r, &g) in rows.iter().zip(&row_group) {
-        let other = *by_text.entry(dedup::exact_key(&r.text)).or_insert(g);
+        let other = *by_text.entry(r.key).or_insert(g);
         let (a, b) = (root(&mut parent, g), root(&mut parent, other));
         if a != b {
             parent[a.max(b)] = a.min(b);
@@ -473,14 +480,13 @@ pub(crate) fn check_leakage(rows: &[Row]) -> Result<()> {
     let mut seen: HashMap<u64, (Split, usize)> = HashMap::with_capacity(rows.len());
     let mut leaks: BTreeMap<usize, (Split, Split)> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let key = dedup::exact_key(&r.text);
-        match seen.get(&key) {
+        match seen.get(&r.key) {
             Some(&(s, first)) if s != r.split => {
                 leaks.entry(first).or_insert((s, r.split));
             }
             Some(_) => {}
             None => {
-                seen.insert(key, (r.split, i));
+                seen.insert(r.key, (r.split, i));
             }
         }
     }
@@ -496,9 +502,9 @@ pub(crate) fn check_leakage(rows: &[Row]) -> Result<()> {
 }
 
 /// The input text as a prompt shows it: indicators refanged, or defanged when configured.
-fn display_text(r: &Row, defang: bool) -> String {
+fn display_text(r: &Row, defang: bool) -> Cow<'_, str> {
     if r.task != Task::IocExtraction {
-        return r.text.clone();
+        return Cow::Borrowed(&r.text);
     }
     let mut text = ioc::refang(&r.text).into_owned();
     if defang {
@@ -511,33 +517,35 @@ fn display_text(r: &Row, defang: bool) -> String {
             }
         }
     }
-    text
+    Cow::Owned(text)
 }
 
-/// Renders prompts, completions and messages; builds technique targets from final labels.
+/// Renders prompts and completions (the writer derives `messages` from them); builds
+/// technique targets from final labels.
 fn render(rows: &mut [Row], cfg: &PrepConfig) -> Result<()> {
     let prompts = Prompts::new(&cfg.prompt)?;
     let defang = cfg.ioc.defang_in_prompts;
-    for r in rows.iter_mut() {
+    rows.par_iter_mut().try_for_each(|r| {
         if r.task == Task::TechniqueClassification {
             r.target = json!({ "techniques": r.labels });
         }
+        let defanged;
         let shown = if r.task == Task::IocExtraction && defang {
             let list: Vec<Value> = r
                 .iocs
                 .iter()
                 .map(|i| json!({"kind": i.kind.as_str(), "value": i.defanged()}))
                 .collect();
-            json!({ "iocs": list })
+            defanged = json!({ "iocs": list });
+            &defanged
         } else {
-            r.target.clone()
+            &r.target
         };
-        let out = prompts.render(r.task, &display_text(r, defang), &shown)?;
-        r.prompt = out.prompt;
-        r.completion = out.completion;
-        r.messages = out.messages;
-    }
-    Ok(())
+        let (prompt, completion) = prompts.render_pair(r.task, &display_text(r, defang), shown)?;
+        r.prompt = prompt;
+        r.completion = completion;
+        Ok(())
+    })
 }
 
 /// Fails when more rows were rejected than allowed, writing the rejects beside `out`.
@@ -589,13 +597,13 @@ mod tests {
             group: id.into(),
             text_raw: text.into(),
             text: text.into(),
+            key: dedup::exact_key(text),
             labels: Vec::new(),
             target: Value::Null,
             iocs: Vec::new(),
             split,
             prompt: String::new(),
             completion: String::new(),
-            messages: String::new(),
             prompt_tokens: None,
             completion_tokens: None,
         }

@@ -116,17 +116,12 @@ fn truncate(
             return Ok(false);
         }
         r.text = r.text.chars().take(keep).collect();
-        let out = prompts.render(r.task, &r.text, &r.target)?;
-        let n = count(
-            tok,
-            vec![out.prompt.as_str(), out.completion.as_str()],
-            file,
-        )?;
+        let (prompt, completion) = prompts.render_pair(r.task, &r.text, &r.target)?;
+        let n = count(tok, vec![prompt.as_str(), completion.as_str()], file)?;
         r.prompt_tokens = n.first().copied();
         r.completion_tokens = n.get(1).copied();
-        r.prompt = out.prompt;
-        r.completion = out.completion;
-        r.messages = out.messages;
+        r.prompt = prompt;
+        r.completion = completion;
     }
     Ok(total(r) <= max)
 }

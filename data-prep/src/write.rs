@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::PrepConfig;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::labels::LabelReport;
 use crate::manifest::{Counts, FORMAT, Lengths, Manifest, SourceEntry, SplitEntry};
 use crate::pipeline::{Row, sha256_file};
+use crate::prompt::Prompts;
 use crate::schema::{self as s};
 use crate::sources::Reject;
 use crate::split::Split;
@@ -21,24 +23,35 @@ use crate::split::Split;
 /// The splits, in file order.
 const SPLITS: [Split; 3] = [Split::Train, Split::Validation, Split::Test];
 
-/// Builds one split's frame with the columns of [`s::COLUMNS`].
-fn frame(rows: &[&Row], cfg: &PrepConfig) -> Result<DataFrame> {
-    let strings = |f: &dyn Fn(&Row) -> &str| -> Vec<&str> { rows.iter().map(|r| f(r)).collect() };
-    let labels: Vec<Series> = rows
-        .iter()
-        .map(|r| Series::new(PlSmallStr::EMPTY, r.labels.as_slice()))
-        .collect();
-    let mut label_col = Series::new(s::LABELS.into(), labels);
-    if rows.is_empty() {
-        label_col = Series::new_empty(
-            s::LABELS.into(),
-            &DataType::List(Box::new(DataType::String)),
-        );
+/// A string column made by moving one field out of every row: each row's string is freed
+/// as soon as its bytes are in the column, so building a split's frame needs little more
+/// memory than the rows it replaces.
+fn take_strings(rows: &mut [Row], name: &str, field: fn(&mut Row) -> &mut String) -> Column {
+    let col: StringChunked = rows.iter_mut().map(|r| std::mem::take(field(r))).collect();
+    col.with_name(name.into()).into_column()
+}
+
+/// Builds one split's frame with the columns of [`s::COLUMNS`], moving the rows' strings
+/// into it (the rows keep their labels, task and group).
+fn frame(rows: &mut [Row], cfg: &PrepConfig, prompts: &Prompts) -> Result<DataFrame> {
+    let mut labels = ListStringChunkedBuilder::new(s::LABELS.into(), rows.len(), rows.len() * 2);
+    for r in rows.iter() {
+        labels.append_values_iter(r.labels.iter().map(String::as_str));
     }
-    let targets: Vec<String> = rows.iter().map(|r| r.target.to_string()).collect();
+    let label_col = labels.finish().into_series();
+    let targets: Vec<String> = rows.par_iter().map(|r| r.target.to_string()).collect();
+    let targets: StringChunked = targets.into_iter().collect();
+    let messages: Vec<String> = rows
+        .par_iter()
+        .map(|r| prompts.messages(r.task, &r.prompt, &r.completion))
+        .collect::<Result<_>>()?;
+    let messages: StringChunked = messages.into_iter().collect();
     let columns = vec![
-        Column::new(s::ID.into(), strings(&|r| &r.id)),
-        Column::new(s::TASK.into(), strings(&|r| r.task.as_str())),
+        take_strings(rows, s::ID, |r| &mut r.id),
+        Column::new(
+            s::TASK.into(),
+            rows.iter().map(|r| r.task.as_str()).collect::<Vec<_>>(),
+        ),
         Column::new(
             s::SOURCE.into(),
             rows.iter()
@@ -49,14 +62,17 @@ fn frame(rows: &[&Row], cfg: &PrepConfig) -> Result<DataFrame> {
             s::LINE.into(),
             rows.iter().map(|r| r.line as u32).collect::<Vec<_>>(),
         ),
-        Column::new(s::GROUP.into(), strings(&|r| &r.group)),
-        Column::new(s::TEXT.into(), strings(&|r| &r.text)),
-        Column::new(s::TEXT_RAW.into(), strings(&|r| &r.text_raw)),
+        Column::new(
+            s::GROUP.into(),
+            rows.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(),
+        ),
+        take_strings(rows, s::TEXT, |r| &mut r.text),
+        take_strings(rows, s::TEXT_RAW, |r| &mut r.text_raw),
         label_col.into(),
-        Column::new(s::TARGET.into(), targets),
-        Column::new(s::PROMPT.into(), strings(&|r| &r.prompt)),
-        Column::new(s::COMPLETION.into(), strings(&|r| &r.completion)),
-        Column::new(s::MESSAGES.into(), strings(&|r| &r.messages)),
+        targets.with_name(s::TARGET.into()).into_column(),
+        take_strings(rows, s::PROMPT, |r| &mut r.prompt),
+        take_strings(rows, s::COMPLETION, |r| &mut r.completion),
+        messages.with_name(s::MESSAGES.into()).into_column(),
         Column::new(
             s::PROMPT_TOKENS.into(),
             rows.iter().map(|r| r.prompt_tokens).collect::<Vec<_>>(),
@@ -109,7 +125,7 @@ fn lengths(df: &DataFrame, e: Expr) -> Result<Option<Lengths>> {
     )
 }
 
-fn split_entry(rows: &[&Row], df: &DataFrame, sha256: String) -> Result<SplitEntry> {
+fn split_entry(rows: &[Row], df: &DataFrame, sha256: String) -> Result<SplitEntry> {
     let mut tasks = BTreeMap::new();
     let mut labels = BTreeMap::new();
     let mut groups = std::collections::HashSet::new();
@@ -219,11 +235,18 @@ fn write_into(dir: &Path, cfg: &PrepConfig, prepared: Prepared) -> Result<Manife
         labels,
         tokenizer,
     } = prepared;
+    let prompts = Prompts::new(&cfg.prompt)?;
     let mut splits = BTreeMap::new();
     let mut fingerprint = Sha256::new();
-    for split in SPLITS {
-        let part: Vec<&Row> = rows.iter().filter(|r| r.split == split).collect();
-        let mut df = frame(&part, cfg)?;
+    // Rows move into their split (keeping source order), and each split's strings move
+    // into its frame, so the text is held about once at any time, not twice.
+    let mut parts: [Vec<Row>; 3] = Default::default();
+    for r in rows {
+        let i = SPLITS.iter().position(|&s| s == r.split).unwrap_or(0);
+        parts[i].push(r);
+    }
+    for (split, mut part) in SPLITS.into_iter().zip(parts) {
+        let mut df = frame(&mut part, cfg, &prompts)?;
         let path = dir.join(format!("{split}.parquet"));
         write_parquet(&path, &mut df)?;
         let sha = sha256_file(&path)?;

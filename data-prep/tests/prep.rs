@@ -168,6 +168,25 @@ fn tram_spans_match_the_source_counts_and_labels() {
         }
     }
     assert!(m.splits["test"].rows > 0 && m.splits["validation"].rows > 0);
+
+    // The record reader gives back every row with the labels the manifest counted.
+    for split in ["train", "validation", "test"] {
+        let records = ctiforge_data_prep::dataset::read_split(&out, split).expect("records");
+        assert_eq!(records.len(), m.splits[split].rows, "{split}");
+        let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &records {
+            assert_eq!(r.task, ctiforge_data_prep::Task::TechniqueClassification);
+            assert_eq!(
+                r.target["techniques"].as_array().map(Vec::len),
+                Some(r.labels.len())
+            );
+            assert!(r.prompt.contains(&r.text) && !r.completion.is_empty());
+            for l in &r.labels {
+                *counted.entry(l.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(counted, m.splits[split].labels, "{split}");
+    }
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! `cargo xtask ci`: the full check, cheapest step first, stopping at the first failure.
 //!
-//! fmt → markers → clippy → docs → reference env → tests. The tests run with
-//! `--include-ignored`, which brings in the parity tests that compare against Hugging
-//! Face `transformers` through the interpreter named by `CTIFORGE_REF_PYTHON`.
+//! fmt → markers → clippy → docs → reference envs → tests. The tests run with
+//! `--include-ignored`, which brings in the parity tests against independent references:
+//! Hugging Face `transformers`, `rouge-score`/`sacrebleu`/`seqeval`/scikit-learn, a real
+//! MLflow server, and gguf-py with llama.cpp. Each lives in a cached virtual environment
+//! made by a script in `ci/` and reaches the tests as an interpreter path in a variable.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,8 +14,17 @@ use anyhow::{Result, bail};
 use crate::markers;
 use crate::step::{self, Timings, cargo, workspace_root};
 
-/// The environment variable that hands the reference interpreter to the tests.
+/// The environment variable that hands the transformers interpreter to the tests.
 pub const REF_PYTHON_VAR: &str = "CTIFORGE_REF_PYTHON";
+
+/// The reference environments: the script that creates one (once, cached under
+/// `~/.cache/ctiforge`) and prints its interpreter, and the variable the tests read it from.
+pub const REFERENCES: [(&str, &str); 4] = [
+    ("ci/setup-reference.sh", REF_PYTHON_VAR),
+    ("ci/setup-evalref.sh", "CTIFORGE_EVALREF_PYTHON"),
+    ("ci/setup-mlflow.sh", "CTIFORGE_MLFLOW_PYTHON"),
+    ("ci/setup-gguf.sh", "CTIFORGE_GGUF_PYTHON"),
+];
 
 /// Options of `cargo xtask ci`.
 #[derive(Debug, Default)]
@@ -60,14 +71,16 @@ pub fn run(options: &Options) -> Result<()> {
             "see the failing tests above",
         )?;
     } else {
-        let python = t.step(
-            "reference env",
-            "bash ci/setup-reference.sh",
-            reference_python,
-        )?;
         let mut test = cargo();
-        test.args(["test", "--workspace", "--", "--include-ignored"])
-            .env(REF_PYTHON_VAR, &python);
+        test.args(["test", "--workspace", "--", "--include-ignored"]);
+        for (script, var) in REFERENCES {
+            let python = t.step(
+                &format!("reference env {var}"),
+                &format!("bash {script}"),
+                || reference_env(script, var),
+            )?;
+            test.env(var, &python);
+        }
         t.command("tests", &mut test, "see the failing tests above")?;
     }
 
@@ -88,32 +101,39 @@ fn doc_command() -> Command {
     cmd
 }
 
-/// The reference interpreter: `$CTIFORGE_REF_PYTHON` if already set, else the one
-/// `ci/setup-reference.sh` creates (once) and prints.
+/// The transformers interpreter (see [`reference_env`]).
+///
+/// # Errors
+/// As [`reference_env`].
+pub fn reference_python() -> Result<PathBuf> {
+    reference_env("ci/setup-reference.sh", REF_PYTHON_VAR)
+}
+
+/// A reference interpreter: `$var` if already set, else the one `script` creates (once)
+/// and prints as its last line.
 ///
 /// # Errors
 /// Fails if the script fails or prints a path that does not exist.
-pub fn reference_python() -> Result<PathBuf> {
-    if let Some(preset) = std::env::var_os(REF_PYTHON_VAR) {
+pub fn reference_env(script: &str, var: &str) -> Result<PathBuf> {
+    if let Some(preset) = std::env::var_os(var) {
         let python = PathBuf::from(preset);
-        eprintln!("using {REF_PYTHON_VAR}={}", python.display());
+        eprintln!("using {var}={}", python.display());
         return Ok(python);
     }
     let mut cmd = Command::new("bash");
-    cmd.current_dir(workspace_root())
-        .arg("ci/setup-reference.sh");
+    cmd.current_dir(workspace_root()).arg(script);
     let out = step::capture(&mut cmd)?;
     let Some(last) = out.lines().rev().find(|l| !l.trim().is_empty()) else {
-        bail!("ci/setup-reference.sh printed no interpreter path");
+        bail!("{script} printed no interpreter path");
     };
     let python = PathBuf::from(last.trim());
     if !python.exists() {
         bail!(
-            "ci/setup-reference.sh printed `{}`, which does not exist; delete the \
-             half-made environment under ~/.cache/ctiforge and rerun",
+            "{script} printed `{}`, which does not exist; delete the half-made environment \
+             under ~/.cache/ctiforge and rerun",
             python.display()
         );
     }
-    eprintln!("reference python: {}", python.display());
+    eprintln!("{var}: {}", python.display());
     Ok(python)
 }

@@ -17,11 +17,34 @@ pub fn workspace_root() -> PathBuf {
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
-/// The cargo that launched xtask (`$CARGO`), so nested builds use the same toolchain.
+/// Variables `cargo run` sets for the xtask binary itself. A nested cargo must not inherit
+/// them: build scripts such as ring's declare `rerun-if-env-changed` on
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, so their values (xtask's, and the clone's path)
+/// would make every build under xtask disagree with a plain `cargo build`, and with the
+/// previous CI run in another clone, and recompile ring, reqwest and all of Polars.
+const CARGO_RUN_VARS: [&str; 6] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "OUT_DIR",
+];
+
+/// The cargo that launched xtask (`$CARGO`), so nested builds use the same toolchain, with
+/// the variables `cargo run` set for xtask removed (see [`CARGO_RUN_VARS`]).
 pub fn cargo() -> Command {
     let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(program);
     cmd.current_dir(workspace_root());
+    for var in CARGO_RUN_VARS {
+        cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        if var.to_str().is_some_and(|v| v.starts_with("CARGO_PKG_")) {
+            cmd.env_remove(var);
+        }
+    }
     cmd
 }
 
