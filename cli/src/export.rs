@@ -219,7 +219,8 @@ fn lora(a: &LoraArgs) -> Result<()> {
     Ok(())
 }
 
-fn merge(a: &MergeArgs) -> Result<()> {
+/// Runs `export merge` (also `ctiforge merge`).
+pub fn merge(a: &MergeArgs) -> Result<()> {
     let opts = MergeOptions {
         force: a.force,
         dtype: if a.f32 {

@@ -11,6 +11,7 @@ mod export;
 mod prep;
 mod registry;
 mod settings;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,10 @@ enum Command {
     Prep(prep::PrepArgs),
     /// The main job on bundled defaults: load the bundled tiny Llama and generate.
     Demo(commands::DemoArgs),
+    /// Fine-tune a LoRA adapter with a recipe (configs/train/).
+    Train(train::TrainArgs),
+    /// Merge a LoRA adapter (a training run) into its base model, writing an HF folder.
+    Merge(export::MergeArgs),
     /// Write GGUF files for llama.cpp and Ollama, and inspect them.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -49,6 +54,8 @@ fn main() {
         Command::Generate(args) => commands::generate(&args),
         Command::Demo(args) => commands::demo(&args),
         Command::Prep(args) => prep::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Merge(args) => export::merge(&args),
         Command::Export(cmd) => export::run(&cmd),
         Command::Registry(cmd) => registry::run(&cmd).map(|code| {
             if code != 0 {

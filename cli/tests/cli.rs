@@ -313,6 +313,8 @@ fn every_command_has_help() {
         vec!["export", "lora", "--help"],
         vec!["export", "merge", "--help"],
         vec!["registry", "drift", "--help"],
+        vec!["train", "--help"],
+        vec!["merge", "--help"],
         vec!["registry", "register", "--help"],
         vec!["registry", "promote", "--help"],
         vec!["registry", "pull", "--help"],
@@ -718,4 +720,94 @@ fn small_dataset(dir: &Path, name: &str, label: &str, topic: &str) -> String {
         &out,
     ]);
     out
+}
+
+#[test]
+fn train_then_merge_and_export_the_adapter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = small_dataset(dir.path(), "powershell", "T1059.001", "PowerShell script");
+    let run = dir.path().join("run");
+    let run_s = run.display().to_string();
+    let out = ctiforge_in_root(&[
+        "train",
+        "--config",
+        "configs/train/tram-lora.toml",
+        "--data",
+        &data,
+        "--max-steps",
+        "3",
+        "--set",
+        "batch.batch=4",
+        "--set",
+        "batch.micro_batch=2",
+        "--out",
+        &run_s,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["steps"], 3, "{summary}");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "metrics.jsonl",
+        "run.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+
+    // The adapter merges into its base, and exports with the merge.
+    let base = root()
+        .join("datasets/models/aidreams260K")
+        .display()
+        .to_string();
+    let merged = dir.path().join("merged").display().to_string();
+    ok(&[
+        "merge",
+        "--model",
+        &base,
+        "--adapter",
+        &run_s,
+        "--out",
+        &merged,
+    ]);
+    assert!(Path::new(&merged).join("config.json").is_file());
+    let gguf = dir.path().join("tuned.gguf").display().to_string();
+    let report: Value = serde_json::from_str(&ok(&[
+        "export",
+        "gguf",
+        "--model",
+        &base,
+        "--adapter",
+        &run_s,
+        "--quant",
+        "f32",
+        "--out",
+        &gguf,
+        "--no-quality",
+        "--json",
+    ]))
+    .expect("json");
+    assert!(report["adapter"].is_object(), "{report}");
+
+    // A recipe key that does not exist is named.
+    let bad = ctiforge_in_root(&[
+        "train",
+        "--config",
+        "configs/train/tram-lora.toml",
+        "--data",
+        &data,
+        "--set",
+        "optim.learning_rate=1",
+        "--out",
+        &dir.path().join("bad").display().to_string(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_rate"));
 }

@@ -2,23 +2,23 @@
 //! rotary positions and a key/value cache, as in Llama 2/3 and Mistral.
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
+use crate::lora::LoraLinear;
 use crate::rope::Rope;
 
 /// Multi-head attention whose keys and values have `n_kv_heads <= n_heads` heads.
 #[derive(Module, Debug)]
 pub struct Attention {
     /// `d_model -> n_heads * head_dim`.
-    pub q_proj: Linear,
+    pub q_proj: LoraLinear,
     /// `d_model -> n_kv_heads * head_dim`.
-    pub k_proj: Linear,
+    pub k_proj: LoraLinear,
     /// `d_model -> n_kv_heads * head_dim`.
-    pub v_proj: Linear,
+    pub v_proj: LoraLinear,
     /// `n_heads * head_dim -> d_model`.
-    pub o_proj: Linear,
+    pub o_proj: LoraLinear,
     /// Number of query heads.
     pub n_heads: usize,
     /// Number of key/value heads.

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod attention;
 pub mod chat;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod generation_config;
 pub mod hub;
 pub mod init;
 pub mod loader;
+pub mod lora;
 pub mod mask;
 pub mod mlp;
 pub mod names;

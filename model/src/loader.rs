@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::generation_config::GenerationConfig;
+use crate::lora::LoraLinear;
 use crate::names::{self, LayerTensor};
 use crate::rope::Rope;
 use crate::tokenizer::{CtiTokenizer, TOKENIZER_FILE};
@@ -143,7 +144,7 @@ pub fn build(ckpt: &Checkpoint, config: ModelConfig, device: &Device) -> Result<
         } else {
             None
         };
-        Ok(b.linear_transposed(w, d_in, d_out, bias))
+        Ok(LoraLinear::plain(b.linear_transposed(w, d_in, d_out, bias)))
     };
     let norm = |name: &str| -> Result<_> { Ok(b.rms_norm(ckpt.read_f32(name, &[d])?, c.norm_eps)) };
 

@@ -2,19 +2,20 @@
 //! Transformer", <https://arxiv.org/abs/2002.05202>): `down(silu(gate(x)) * up(x))`.
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
+
+use crate::lora::LoraLinear;
 
 /// Gated feed-forward block.
 #[derive(Module, Debug)]
 pub struct FeedForward {
     /// `d_model -> d_ff`, passed through SiLU.
-    pub gate_proj: Linear,
+    pub gate_proj: LoraLinear,
     /// `d_model -> d_ff`, the linear branch.
-    pub up_proj: Linear,
+    pub up_proj: LoraLinear,
     /// `d_ff -> d_model`.
-    pub down_proj: Linear,
+    pub down_proj: LoraLinear,
 }
 
 impl FeedForward {

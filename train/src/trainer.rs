@@ -1,0 +1,587 @@
+//! The training loop: seeded epoch shuffles, micro-batches accumulated into token-weighted
+//! optimizer steps, clipping, AdamW, the schedule, periodic validation, `metrics.jsonl`,
+//! atomic checkpoints with `--resume`, and the run's final adapter and `run.json`.
+//!
+//! Everything random is a pure function of the seed and the step (the shuffle of each
+//! epoch, each micro-batch's dropout masks), so a checkpoint needs only the step, the
+//! adapter values and the optimizer moments to continue bit-for-bit.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use ctiforge_model::adapter::{self, LoraMatrix, peft_name};
+use ctiforge_model::lora::{self, AdapterValues, splitmix};
+use ctiforge_model::transformer::{CausalLm, to_host};
+use ctiforge_model::weights::{Checkpoint, HostTensor, SaveDtype, write_safetensors};
+use ctiforge_model::{LoadedModel, parse_device};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::data::{Example, MicroBatch, collate, load_split};
+use crate::error::{Error, Result};
+use crate::optim::{ParamState, adamw_step, clip, global_norm, learning_rate};
+
+/// Per-step metrics file.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Lineage summary.
+pub const RUN_FILE: &str = "run.json";
+/// The resolved config.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Checkpoint folder.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+const STATE_FILE: &str = "trainer_state.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// How to run beyond the recipe.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the newest checkpoint in the run folder.
+    pub resume: bool,
+    /// Stop (as if killed) right after this step, without the end-of-run outputs. For tests.
+    pub halt_after: Option<u64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// 1-based optimizer step.
+    pub step: u64,
+    /// Fractional epoch reached.
+    pub epoch: f64,
+    /// Token-weighted mean loss of the step.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Input tokens processed per second in this step.
+    pub tokens_per_sec: f64,
+    /// Validation loss, on steps that evaluate.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_loss: Option<f64>,
+    /// Validation perplexity, on steps that evaluate.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_ppl: Option<f64>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Optimizer steps done.
+    pub steps: u64,
+    /// Training loss of the last step.
+    pub final_loss: f64,
+    /// Validation loss before training (the base model).
+    pub initial_val_loss: f64,
+    /// Validation loss at the end.
+    pub final_val_loss: f64,
+    /// Wall time of this invocation.
+    pub duration_secs: f64,
+    /// Dataset fingerprint from its manifest.
+    pub dataset_fingerprint: Option<String>,
+    /// SHA-256 of the base model's `config.json` and safetensors file names and sizes.
+    pub base_model_hash: String,
+    /// This crate's version.
+    pub code_version: String,
+    /// Peak resident memory of the process, when the OS reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: u64,
+    seed: u64,
+    total_steps: u64,
+    initial_val_loss: f64,
+}
+
+/// Runs (or resumes) the recipe into `out`; returns the summary also written to `run.json`.
+///
+/// # Errors
+/// Bad config or data, model loading, I/O, a non-finite loss ([`Error::NonFinite`]), or a
+/// resume from a folder without a usable checkpoint.
+pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let device = parse_device(&config.run.device)?.autodiff();
+    let loaded = LoadedModel::resolve(&config.run.model, &device)?;
+    let tokenizer = loaded.tokenizer()?.clone();
+    let base_model_hash = model_hash(&loaded.dir)?;
+    config.lora.validate(loaded.model.layers.len())?;
+    let bs = &config.batch;
+    let train_set = load_split(
+        &config.run.data,
+        "train",
+        &tokenizer,
+        bs.max_seq_len,
+        config.run.completion_only,
+    )?;
+    let mut val_set = load_split(
+        &config.run.data,
+        "validation",
+        &tokenizer,
+        bs.max_seq_len,
+        config.run.completion_only,
+    )?;
+    if config.eval.max_examples > 0 {
+        val_set.truncate(config.eval.max_examples);
+    }
+    let fingerprint = ctiforge_data_prep::Manifest::read(&config.run.data)
+        .ok()
+        .map(|m| m.fingerprint);
+    let pad = tokenizer
+        .pad_token_id()
+        .or(tokenizer.eos_token_id())
+        .unwrap_or(0);
+    let window = loaded.model.config.sliding_window;
+
+    let steps_per_epoch = train_set.len().div_ceil(bs.batch) as u64;
+    let total = (steps_per_epoch * config.run.epochs).min(config.run.max_steps.unwrap_or(u64::MAX));
+
+    std::fs::create_dir_all(out.join(CHECKPOINTS_DIR)).map_err(|e| Error::io(out, e))?;
+    let (mut params, mut step, initial_val_loss) = if opts.resume {
+        let ckpt = latest_checkpoint(out)?.ok_or_else(|| Error::Resume {
+            path: out.to_path_buf(),
+            message: "no checkpoint to resume from in checkpoints/".to_owned(),
+        })?;
+        let (params, state) = read_checkpoint(&ckpt)?;
+        if state.seed != config.run.seed || state.total_steps != total {
+            return Err(Error::Resume {
+                path: ckpt,
+                message: "the checkpoint was written by a run with another seed or length; \
+                          resume with the run's saved config.toml"
+                    .to_owned(),
+            });
+        }
+        truncate_metrics(&out.join(METRICS_FILE), state.step)?;
+        tracing::info!(step = state.step, checkpoint = %ckpt.display(), "resuming");
+        (params, state.step, state.initial_val_loss)
+    } else {
+        let _ = std::fs::remove_file(out.join(METRICS_FILE));
+        let init = lora::init_adapters(&loaded.model, &config.lora, config.run.seed)?;
+        let model = lora::install_adapters(loaded.model.clone(), &config.lora, &init)?;
+        let v = evaluate(&model, &val_set, bs.micro_batch, pad, window)?;
+        tracing::info!(val_loss = v, "validation loss before training");
+        (to_params(&init), 0, v)
+    };
+    write_text(
+        &out.join(CONFIG_FILE),
+        &toml::to_string(config).unwrap_or_default(),
+    )?;
+    let layout: Vec<AdapterValues> = lora::init_adapters(&loaded.model, &config.lora, 0)?;
+    let base = loaded.model;
+    let mut last_loss = f64::NAN;
+    let mut last_val = initial_val_loss;
+
+    while step < total {
+        let step_started = Instant::now();
+        let lr = learning_rate(&config.schedule, config.optim.lr, step, total);
+        let epoch = step / steps_per_epoch;
+        let order = epoch_order(train_set.len(), config.run.seed, epoch);
+        let first = ((step % steps_per_epoch) as usize) * bs.batch;
+        let batch: Vec<&Example> = order[first..(first + bs.batch).min(order.len())]
+            .iter()
+            .map(|&i| &train_set[i])
+            .collect();
+        let loss_tokens: usize = batch.iter().map(|e| e.loss_tokens()).sum();
+        let mut model =
+            lora::install_adapters(base.clone(), &config.lora, &from_params(&layout, &params))?;
+        let mut grads: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
+        let (mut loss, mut input_tokens) = (0.0f64, 0usize);
+        for (k, chunk) in batch.chunks(bs.micro_batch).enumerate() {
+            let mb = collate(chunk, pad, window);
+            input_tokens += mb.input_tokens;
+            lora::set_dropout_seed(
+                &mut model,
+                Some(splitmix(
+                    config.run.seed ^ splitmix(step * 1_000_003 + k as u64),
+                )),
+            );
+            let l = weighted_loss(&model, &mb, 1.0 / loss_tokens.max(1) as f32)?;
+            let g = l.backward();
+            loss += f64::from(to_host(l)?[0]);
+            for (slot, ad) in grads.chunks_mut(2).zip(adapters_of(&model)) {
+                if let Some(ga) = ad.lora_a.val().grad(&g) {
+                    add(&mut slot[0], &to_host(ga)?);
+                }
+                if let Some(gb) = ad.lora_b.val().grad(&g) {
+                    add(&mut slot[1], &to_host(gb)?);
+                }
+            }
+        }
+        step += 1;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                step,
+                loss,
+                last_checkpoint: latest_checkpoint(out)?,
+            });
+        }
+        let grad_norm = match config.optim.max_grad_norm {
+            Some(max) => clip(&mut grads, max),
+            None => global_norm(&grads),
+        };
+        adamw_step(&mut params, &grads, &config.optim, lr, step);
+        last_loss = loss;
+        let mut metrics = StepMetrics {
+            step,
+            epoch: step as f64 / steps_per_epoch as f64,
+            loss,
+            lr,
+            grad_norm,
+            tokens_per_sec: input_tokens as f64 / step_started.elapsed().as_secs_f64().max(1e-9),
+            val_loss: None,
+            val_ppl: None,
+        };
+        let every = |n: u64| n > 0 && step % n == 0;
+        if every(config.eval.every_steps) || step == total {
+            let model =
+                lora::install_adapters(base.clone(), &config.lora, &from_params(&layout, &params))?;
+            let v = evaluate(&model, &val_set, bs.micro_batch, pad, window)?;
+            last_val = v;
+            metrics.val_loss = Some(v);
+            metrics.val_ppl = Some(v.exp());
+        }
+        tracing::info!(
+            step,
+            total,
+            loss = format!("{loss:.4}"),
+            lr,
+            grad_norm,
+            "step"
+        );
+        append_metrics(&out.join(METRICS_FILE), &metrics)?;
+        if every(config.checkpoint.every_steps) || step == total {
+            let state = TrainerState {
+                step,
+                seed: config.run.seed,
+                total_steps: total,
+                initial_val_loss,
+            };
+            write_checkpoint(out, config, &layout, &params, &state, &config.run.model)?;
+        }
+        if opts.halt_after == Some(step) {
+            return Err(Error::Halted { step });
+        }
+    }
+
+    adapter::save_adapter(
+        out,
+        &config.lora,
+        &from_params(&layout, &params),
+        &config.run.model,
+    )?;
+    let summary = RunSummary {
+        steps: step,
+        final_loss: last_loss,
+        initial_val_loss,
+        final_val_loss: last_val,
+        duration_secs: started.elapsed().as_secs_f64(),
+        dataset_fingerprint: fingerprint,
+        base_model_hash,
+        code_version: env!("CARGO_PKG_VERSION").to_owned(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    write_text(&out.join(RUN_FILE), &text)?;
+    Ok(summary)
+}
+
+fn adapters_of(model: &CausalLm) -> Vec<&lora::LowRank> {
+    let mut out = Vec::new();
+    for layer in &model.layers {
+        for t in lora::LoraTarget::ALL {
+            if let Some(l) = lora::projection(layer, t).lora.as_ref() {
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
+fn add(acc: &mut [f32], g: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(g) {
+        *a += b;
+    }
+}
+
+/// The permutation of example indices for `epoch` (ChaCha8 seeded from seed and epoch).
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(splitmix(seed ^ splitmix(epoch)));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// `sum(weight * -log p(target))` over the micro-batch, times `scale`.
+fn weighted_loss(model: &CausalLm, mb: &MicroBatch, scale: f32) -> Result<Tensor<1>> {
+    let (b, t) = (mb.forward.batch, mb.forward.seq);
+    let device = model.device();
+    let logits = model.forward(&mb.forward, None)?; // [b, t, vocab]
+    let targets =
+        Tensor::<3, Int>::from_data(TensorData::new(mb.targets.clone(), [b, t, 1]), &device);
+    let w: Vec<f32> = mb.weights.iter().map(|w| w * scale).collect();
+    let w = Tensor::<3>::from_data(TensorData::new(w, [b, t, 1]), &device);
+    let picked = log_softmax(logits, 2).gather(2, targets); // [b, t, 1]
+    Ok((picked * w).sum().neg())
+}
+
+/// Mean token loss of `examples` (no gradients).
+///
+/// # Errors
+/// Forward failures.
+pub fn evaluate(
+    model: &CausalLm,
+    examples: &[Example],
+    micro: usize,
+    pad: u32,
+    window: Option<usize>,
+) -> Result<f64> {
+    let model = model.valid();
+    let refs: Vec<&Example> = examples.iter().collect();
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for chunk in refs.chunks(micro.max(1)) {
+        let mb = collate(chunk, pad, window);
+        sum += f64::from(to_host(weighted_loss(&model, &mb, 1.0)?)?[0]);
+        count += mb.loss_tokens;
+    }
+    Ok(sum / count.max(1) as f64)
+}
+
+fn to_params(adapters: &[AdapterValues]) -> Vec<ParamState> {
+    adapters
+        .iter()
+        .flat_map(|a| {
+            [
+                ParamState::new(
+                    peft_name(a.layer, a.target, LoraMatrix::A),
+                    a.lora_a.clone(),
+                ),
+                ParamState::new(
+                    peft_name(a.layer, a.target, LoraMatrix::B),
+                    a.lora_b.clone(),
+                ),
+            ]
+        })
+        .collect()
+}
+
+fn from_params(layout: &[AdapterValues], params: &[ParamState]) -> Vec<AdapterValues> {
+    layout
+        .iter()
+        .zip(params.chunks(2))
+        .map(|(l, p)| AdapterValues {
+            lora_a: p[0].value.clone(),
+            lora_b: p[1].value.clone(),
+            ..l.clone()
+        })
+        .collect()
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    ctiforge_model::fsutil::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn append_metrics(path: &Path, m: &StepMetrics) -> Result<()> {
+    let line = serde_json::to_string(m).unwrap_or_default();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+/// Keeps only the metric lines of steps `<= step` (what a resumed run has not redone).
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_text(path, &kept)
+}
+
+/// Reads every metrics line of a run.
+///
+/// # Errors
+/// The file is unreadable or a line is not a metrics object.
+pub fn read_metrics(run: &Path) -> Result<Vec<StepMetrics>> {
+    let path = run.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Resume {
+                path: path.clone(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
+fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Writes a checkpoint folder under a temporary name, renames it into place, and removes
+/// all but the newest `keep_last`.
+fn write_checkpoint(
+    out: &Path,
+    config: &TrainConfig,
+    layout: &[AdapterValues],
+    params: &[ParamState],
+    state: &TrainerState,
+    base_model: &str,
+) -> Result<()> {
+    let root = out.join(CHECKPOINTS_DIR);
+    let final_dir = root.join(checkpoint_name(state.step));
+    let tmp = root.join(format!(".{}.partial", checkpoint_name(state.step)));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    adapter::save_adapter(&tmp, &config.lora, &from_params(layout, params), base_model)?;
+    let mut moments = BTreeMap::new();
+    for p in params {
+        let n = p.value.len();
+        moments.insert(
+            format!("{}.exp_avg", p.name),
+            HostTensor {
+                data: p.exp_avg.clone(),
+                shape: vec![n],
+            },
+        );
+        moments.insert(
+            format!("{}.exp_avg_sq", p.name),
+            HostTensor {
+                data: p.exp_avg_sq.clone(),
+                shape: vec![n],
+            },
+        );
+    }
+    write_safetensors(&tmp.join(OPTIMIZER_FILE), &moments, SaveDtype::F32)?;
+    write_text(
+        &tmp.join(STATE_FILE),
+        &serde_json::to_string_pretty(state).unwrap_or_default(),
+    )?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    let mut all = list_checkpoints(out)?;
+    while all.len() > config.checkpoint.keep_last {
+        let old = all.remove(0);
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+fn list_checkpoints(out: &Path) -> Result<Vec<PathBuf>> {
+    let root = out.join(CHECKPOINTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && p.join(STATE_FILE).is_file()
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The newest complete checkpoint of a run folder.
+///
+/// # Errors
+/// The checkpoints folder cannot be listed.
+pub fn latest_checkpoint(out: &Path) -> Result<Option<PathBuf>> {
+    Ok(list_checkpoints(out)?.pop())
+}
+
+fn read_checkpoint(dir: &Path) -> Result<(Vec<ParamState>, TrainerState)> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Resume {
+        path: state_path.clone(),
+        message: format!("not a trainer state: {e}"),
+    })?;
+    let weights = Checkpoint::open_files(&[dir.join(adapter::ADAPTER_WEIGHTS_FILE)])?;
+    let moments = Checkpoint::open_files(&[dir.join(OPTIMIZER_FILE)])?;
+    let mut params = Vec::new();
+    let mut names: Vec<&str> = weights.names();
+    // PEFT names sort layer-lexicographically; restore the trainer's order (layer, target).
+    names.sort_by_key(|n| param_order(n));
+    for name in names {
+        let (shape, _) = weights.info(name).ok_or_else(|| Error::Resume {
+            path: dir.to_path_buf(),
+            message: format!("tensor {name} vanished"),
+        })?;
+        let value = weights.read_f32(name, &shape)?;
+        let n = value.len();
+        let mut p = ParamState::new(name.to_owned(), value);
+        p.exp_avg = moments.read_f32(&format!("{name}.exp_avg"), &[n])?;
+        p.exp_avg_sq = moments.read_f32(&format!("{name}.exp_avg_sq"), &[n])?;
+        params.push(p);
+    }
+    Ok((params, state))
+}
+
+/// Sort key of a PEFT tensor name: (layer, target index, A before B).
+fn param_order(name: &str) -> (usize, usize, bool) {
+    let layer = name
+        .split("layers.")
+        .nth(1)
+        .and_then(|r| r.split('.').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    let target = lora::LoraTarget::ALL
+        .iter()
+        .position(|t| name.contains(&format!(".{}.", t.as_str())))
+        .unwrap_or(usize::MAX);
+    (layer, target, name.contains("lora_B"))
+}
+
+/// SHA-256 over `config.json`'s bytes and the weight files' names and sizes (cheap for
+/// multi-GB checkpoints, and changes whenever the weights are replaced).
+fn model_hash(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let cfg = dir.join("config.json");
+    h.update(std::fs::read(&cfg).map_err(|e| Error::io(&cfg, e))?);
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let size = e.metadata().ok()?.len();
+            name.ends_with(".safetensors").then_some((name, size))
+        })
+        .collect();
+    files.sort();
+    for (name, size) in files {
+        h.update(name.as_bytes());
+        h.update(size.to_le_bytes());
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Peak resident set size from `/proc/self/status` (`VmHWM`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
