@@ -26,6 +26,16 @@ const SKIPPED_DIRS: [&str; 1] = ["checkpoints"];
 /// The version tag holding the key of the outputs it was registered from.
 pub const TAG_OUTPUTS_KEY: &str = "ctiforge.outputs_key";
 
+/// The training run's summary, whose lineage fields become tags.
+const RUN_SUMMARY: &str = "run.json";
+
+/// Lineage fields of `run.json` and the tags they become on the run and the version.
+const LINEAGE: [(&str, &str); 3] = [
+    ("dataset_fingerprint", "ctiforge.dataset.fingerprint"),
+    ("base_model_hash", "ctiforge.base_model.hash"),
+    ("code_version", "ctiforge.code_version"),
+];
+
 /// Files of a run folder whose contents become run params, first found wins.
 const CONFIG_FILES: [&str; 3] = ["config.toml", "train.toml", "config.json"];
 
@@ -136,7 +146,11 @@ pub fn register(registry: &dyn Registry, request: &RegisterRequest) -> Result<Re
                 |n| n.to_string_lossy().into_owned(),
             )
     });
-    let run = registry.create_run(&request.experiment, &run_name, &request.tags)?;
+    let mut run_tags = request.tags.clone();
+    if let Some(dir) = &request.run_dir {
+        run_tags.extend(lineage_tags(dir)?);
+    }
+    let run = registry.create_run(&request.experiment, &run_name, &run_tags)?;
     let outcome = fill_run(registry, &run, &uploads, &params, &metrics);
     let artifacts = match outcome {
         Ok(a) => a,
@@ -148,7 +162,7 @@ pub fn register(registry: &dyn Registry, request: &RegisterRequest) -> Result<Re
     };
     registry.finish_run(&run, RunStatus::Finished)?;
 
-    let mut tags = request.tags.clone();
+    let mut tags = run_tags;
     tags.insert(TAG_OUTPUTS_KEY.to_string(), key.clone());
     for (k, v) in &eval_metrics {
         tags.insert(format!("{}{k}", names::TAG_EVAL_PREFIX), format!("{v}"));
@@ -292,6 +306,25 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Upload>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Dataset and base-model lineage from the run folder's `run.json` (none without one).
+fn lineage_tags(dir: &Path) -> Result<Tags> {
+    let path = dir.join(RUN_SUMMARY);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tags::new()),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
+    Ok(LINEAGE
+        .iter()
+        .filter_map(|(field, tag)| {
+            let value = json.get(field)?.as_str()?;
+            Some(((*tag).to_string(), value.to_string()))
+        })
+        .collect())
 }
 
 /// The tags of the drift report in `dir` (its verdict and each statistic).
@@ -479,6 +512,10 @@ mod tests {
              {\"step\":2,\"epoch\":0,\"loss\":2.0,\"lr\":0.002}\n",
         );
         write(&run.join("adapter_model.safetensors"), "weights");
+        write(
+            &run.join("run.json"),
+            "{\"dataset_fingerprint\":\"sha256:abc\",\"base_model_hash\":\"f00\",\"steps\":2}",
+        );
         write(&run.join("checkpoints/step-2/state.bin"), "not uploaded");
         write(
             &root.join("eval/eval.json"),
@@ -515,12 +552,15 @@ mod tests {
                 "export/model.gguf",
                 "run/adapter_model.safetensors",
                 "run/config.toml",
-                "run/metrics.jsonl"
+                "run/metrics.jsonl",
+                "run/run.json"
             ]
         );
         let tags = &first.version.tags;
         assert_eq!(tags["eval.technique.micro_f1"], "0.42");
         assert_eq!(tags[drift::TAG_VERDICT], "pass");
+        assert_eq!(tags["ctiforge.dataset.fingerprint"], "sha256:abc");
+        assert_eq!(tags["ctiforge.base_model.hash"], "f00");
         let run = store.get_run(&first.run).expect("run");
         assert_eq!(run.params["lora.rank"], "8");
         assert_eq!(run.params["lora.targets"], "[\"q_proj\"]");
