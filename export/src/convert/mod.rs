@@ -320,26 +320,18 @@ fn check_shape(cfg: &HfConfig, t: TensorName, hf_name: &str, shape: &[usize]) ->
 /// interleaved pairs llama.cpp expects (`LlamaModel.permute`): within each head, row
 /// `s·half + j` moves to `2j + s`.
 pub fn permute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols;
-    let head_dim = rows / n_heads;
-    let half = head_dim / 2;
-    let mut out = vec![0.0f32; data.len()];
-    for h in 0..n_heads {
-        for j in 0..half {
-            for s in 0..2 {
-                let src = h * head_dim + s * half + j;
-                let dst = h * head_dim + 2 * j + s;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
+    move_rope_rows(data, n_heads, cols, true)
 }
 
 /// Undoes [`permute_rope_rows`]: llama.cpp's interleaved rows back to HF's rotate-half
 /// layout (row `2j + s` of each head returns to `s·half + j`).
 pub fn unpermute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    move_rope_rows(data, n_heads, cols, false)
+}
+
+/// Moves whole rows between HF's rotate-half order (row `s·half + j` of each head) and
+/// llama.cpp's interleaved order (row `2j + s`), in the direction `to_interleaved` says.
+fn move_rope_rows(data: &[f32], n_heads: usize, cols: usize, to_interleaved: bool) -> Vec<f32> {
     let rows = data.len() / cols;
     let head_dim = rows / n_heads;
     let half = head_dim / 2;
@@ -347,8 +339,13 @@ pub fn unpermute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32
     for h in 0..n_heads {
         for j in 0..half {
             for s in 0..2 {
-                let dst = h * head_dim + s * half + j;
-                let src = h * head_dim + 2 * j + s;
+                let rotate_half = h * head_dim + s * half + j;
+                let interleaved = h * head_dim + 2 * j + s;
+                let (src, dst) = if to_interleaved {
+                    (rotate_half, interleaved)
+                } else {
+                    (interleaved, rotate_half)
+                };
                 out[dst * cols..(dst + 1) * cols]
                     .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
