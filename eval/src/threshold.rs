@@ -178,7 +178,8 @@ impl FromStr for Requirement {
                 expr,
                 i,
                 format!(
-                    "expected a comparison (>=, <=, >, <, ==, !=) after the metric path, found {found}"
+                    "expected a comparison (>=, <=, >, <, ==, !=) after the metric path, \
+                     found {found}"
                 ),
             ));
         };

@@ -136,12 +136,14 @@ fn odd_texts() -> Vec<String> {
         "",
         " ",
         "...",
-        "The actor used PowerShell (T1059.001) to download http://evil.example[.]com/a.ps1; then 10.0.0.1:8080!",
+        "The actor used PowerShell (T1059.001) to download http://evil.example[.]com/a.ps1; \
+         then 10.0.0.1:8080!",
         "Ünïcödé naïve café ΣΑΣ ΟΔΟΣ İstanbul \u{212a}elvin straße — «quotes» 1,000.50 -3",
         "tabs\tand\u{a0}nbsp\u{3000}ideographic\u{1f}unit-sep\u{85}nel end  ",
         "HTML &amp; entities &lt;b&gt; &quot;x&quot; <skipped> line-\nbreak\nnew line",
         "Numbers: 3.14, 2,5 and 1-2 or a-b, version 1.2.3-beta.",
-        "CVE-2021-44228 / MD5 d41d8cd98f00b204e9800998ecf8427e, SHA256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "CVE-2021-44228 / MD5 d41d8cd98f00b204e9800998ecf8427e, SHA256 \
+         e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "dying lying skies news proceeding generalizations hopefulness relational controlling",
     ]
     .iter()
@@ -242,8 +244,11 @@ fn rouge_tokenizer_and_scores_match_rouge_score() {
     let types = ["rouge1", "rouge2", "rouge3", "rougeL", "rougeLsum"];
     let mut tasks = Vec::new();
     for stem in [false, true] {
-        tasks.push(json!({"kind": "rouge_tokenize", "texts": odd.iter().chain(&targets).collect::<Vec<_>>(), "stem": stem}));
-        tasks.push(json!({"kind": "rouge", "types": types, "stem": stem, "targets": targets, "predictions": preds}));
+        let texts: Vec<_> = odd.iter().chain(&targets).collect();
+        tasks.push(json!({"kind": "rouge_tokenize", "texts": texts, "stem": stem}));
+        tasks.push(json!({
+            "kind": "rouge", "types": types, "stem": stem, "targets": targets, "predictions": preds
+        }));
     }
     let theirs = reference(tasks);
     for (k, stem) in [false, true].into_iter().enumerate() {

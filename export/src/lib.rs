@@ -1,6 +1,8 @@
 //! ctiforge's export stage: the GGUF v3 writer and reader and the ggml block quantizers
 //! (bit-exact with llama.cpp's reference code) that turn a merged model into a file
-//! llama.cpp and Ollama load. Spec: [GGUF](https://github.com/ggml-org/ggml/blob/master/docs/gguf.md).
+//! llama.cpp and Ollama load. Spec: [GGUF].
+//!
+//! [GGUF]: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 //!
 //! - [`gguf::Writer`] / [`gguf::Reader`]: the container, with [`gguf::names`] for keys and
 //!   tensor names and [`gguf::inspect()`] for a printable summary.

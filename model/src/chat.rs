@@ -532,7 +532,8 @@ fn python_number(value: &Value) -> std::result::Result<String, minijinja::Error>
     }
 }
 
-/// Replaces every non-ASCII character with `\uXXXX` escapes (surrogate pairs above U+FFFF).
+/// Replaces every non-ASCII character with JSON `\u` escapes of four hex digits (surrogate
+/// pairs above U+FFFF).
 fn escape_non_ascii(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {

@@ -1,5 +1,7 @@
 //! The GGUF v3 container: [`Writer`], [`Reader`], typed metadata values, the name tables
-//! and an [`inspect()`] summary ([GGUF spec](https://github.com/ggml-org/ggml/blob/master/docs/gguf.md)).
+//! and an [`inspect()`] summary ([GGUF spec]).
+//!
+//! [GGUF spec]: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 
 pub mod inspect;
 pub mod names;

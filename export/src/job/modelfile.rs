@@ -6,7 +6,8 @@
 //!
 //! | chat template contains | family | Ollama template |
 //! | --- | --- | --- |
-//! | `<\|start_header_id\|>` | Llama 3 | `<\|start_header_id\|>{role}<\|end_header_id\|>\n\n{text}<\|eot_id\|>` turns |
+//! | `<\|start_header_id\|>` | Llama 3 | `<\|start_header_id\|>{role}<\|end_header_id\|>` |
+//! | | | `\n\n{text}<\|eot_id\|>` |
 //! | `[INST]` and `<<SYS>>` | Llama 2 | `[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{prompt} [/INST]` |
 //! | `[INST]` | Mistral | `[INST] {system}\n\n{prompt} [/INST]` |
 //! | none / anything else | completion | `{{ .Prompt }}` (plain text continuation) |
