@@ -172,7 +172,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     };
     write_text(
         &out.join(CONFIG_FILE),
-        &toml::to_string(config).unwrap_or_default(),
+        &serialised(&out.join(CONFIG_FILE), toml::to_string(config))?,
     )?;
     let layout: Vec<AdapterValues> = lora::init_adapters(&loaded.model, &config.lora, 0)?;
     let base = loaded.model;
@@ -288,7 +288,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
         peak_rss_bytes: peak_rss_bytes(),
     };
-    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    let text = serialised(&out.join(RUN_FILE), serde_json::to_string_pretty(&summary))?;
     write_text(&out.join(RUN_FILE), &text)?;
     Ok(summary)
 }
@@ -389,8 +389,22 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// A serialisation result, with a failure reported against the file it was meant for
+/// (an empty file must never stand in for a config, summary or checkpoint state).
+fn serialised<E: std::fmt::Display>(
+    path: &Path,
+    text: std::result::Result<String, E>,
+) -> Result<String> {
+    text.map_err(|e| {
+        Error::io(
+            path,
+            std::io::Error::other(format!("cannot serialise: {e}")),
+        )
+    })
+}
+
 fn append_metrics(path: &Path, m: &StepMetrics) -> Result<()> {
-    let line = serde_json::to_string(m).unwrap_or_default();
+    let line = serialised(path, serde_json::to_string(m))?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -471,7 +485,7 @@ fn write_checkpoint(
     write_safetensors(&tmp.join(OPTIMIZER_FILE), &moments, SaveDtype::F32)?;
     write_text(
         &tmp.join(STATE_FILE),
-        &serde_json::to_string_pretty(state).unwrap_or_default(),
+        &serialised(&tmp.join(STATE_FILE), serde_json::to_string_pretty(state))?,
     )?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
