@@ -103,6 +103,9 @@ pub struct LogitsArgs {
     /// A model folder or a Hugging Face id in the hub cache.
     #[arg(long)]
     model: String,
+    /// A training run (or PEFT adapter folder) merged into the model first.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Comma-separated token ids, e.g. `1,2,3`.
     #[arg(long)]
     tokens: String,
@@ -121,6 +124,9 @@ pub struct GenerateArgs {
     /// (default: the config file's `generate.model`).
     #[arg(long)]
     model: Option<String>,
+    /// A training run (or PEFT adapter folder) merged into the model first.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// The prompt; repeat for a batch. An empty prompt starts from BOS.
     #[arg(long)]
     prompt: Vec<String>,
@@ -372,7 +378,7 @@ fn logits(args: &LogitsArgs) -> Result<()> {
         bail!("--tokens: give at least one token id, e.g. --tokens 1,2,3");
     }
     let device = parse_device(&args.device)?;
-    let loaded = LoadedModel::resolve(&args.model, &device)?;
+    let loaded = load_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
     let rows = loaded.model.logits(&tokens)?;
     if args.json {
         println!("{}", json!({ "tokens": tokens, "logits": rows }));
@@ -400,7 +406,28 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     } else {
         args.prompt.clone()
     };
-    run_generation(&model, &prompts, &settings, args.sampling.json)
+    run_generation(
+        &model,
+        args.adapter.as_deref(),
+        &prompts,
+        &settings,
+        args.sampling.json,
+    )
+}
+
+/// Loads `model` and, when given, merges the adapter of a training run into it.
+fn load_with_adapter(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    device: &ctiforge_model::Device,
+) -> Result<LoadedModel> {
+    let mut loaded = LoadedModel::resolve(model, device)?;
+    if let Some(dir) = adapter {
+        loaded.model = ctiforge_model::adapter::apply_adapter(loaded.model, dir)
+            .with_context(|| format!("adapter {}", dir.display()))?;
+        tracing::info!(adapter = %dir.display(), "adapter merged");
+    }
+    Ok(loaded)
 }
 
 /// Runs `ctiforge demo`.
@@ -413,15 +440,22 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     }
     run_generation(
         &model,
+        None,
         std::slice::from_ref(&args.prompt),
         &settings,
         args.sampling.json,
     )
 }
 
-fn run_generation(model: &str, prompts: &[String], s: &GenerateSettings, json: bool) -> Result<()> {
+fn run_generation(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    prompts: &[String],
+    s: &GenerateSettings,
+    json: bool,
+) -> Result<()> {
     let device = parse_device(s.device.as_deref().unwrap_or("cpu"))?;
-    let loaded = LoadedModel::resolve(model, &device)?;
+    let loaded = load_with_adapter(model, adapter, &device)?;
     let tokenizer = loaded.tokenizer()?;
     let mut encoded = Vec::with_capacity(prompts.len());
     for prompt in prompts {

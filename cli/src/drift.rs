@@ -88,7 +88,7 @@ pub fn run(a: &DriftArgs) -> Result<i32> {
 }
 
 /// The drift features of a dataset folder (one split, or all of them).
-fn input(dir: &Path, split: Option<&str>) -> Result<DriftInput> {
+pub(crate) fn input(dir: &Path, split: Option<&str>) -> Result<DriftInput> {
     let splits: Vec<&str> = match split {
         Some(s) => vec![s],
         None => dataset::SPLITS.to_vec(),

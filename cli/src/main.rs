@@ -1,13 +1,16 @@
 //! `ctiforge`: the command-line tool. Parses arguments, sets up logging, calls one library
 //! function per subcommand and maps errors to exit codes (0 ok, 1 failure, 2 usage, 3 a
-//! promotion the gate refused, 4 a drift report that failed).
+//! promotion the gate refused, 4 a drift report that failed, 5 an eval requirement that
+//! failed).
 //!
 //! People read stderr (logs, progress, errors); stdout carries results, and with `--json`
 //! one machine-readable document.
 
 mod commands;
 mod drift;
+mod eval;
 mod export;
+mod pipeline;
 mod prep;
 mod registry;
 mod settings;
@@ -34,10 +37,15 @@ enum Command {
     Prep(prep::PrepArgs),
     /// The main job on bundled defaults: load the bundled tiny Llama and generate.
     Demo(commands::DemoArgs),
+    /// Score a model on a dataset split or labelled file; compare two reports.
+    Eval(Box<eval::EvalArgs>),
     /// Fine-tune a LoRA adapter with a recipe (configs/train/).
     Train(train::TrainArgs),
     /// Merge a LoRA adapter (a training run) into its base model, writing an HF folder.
     Merge(export::MergeArgs),
+    /// Run prep → train → eval → export → drift → register → promote from one file
+    /// (configs/pipeline/), skipping stages whose inputs have not changed.
+    Pipeline(Box<pipeline::PipelineArgs>),
     /// Write GGUF files for llama.cpp and Ollama, and inspect them.
     #[command(subcommand)]
     Export(export::ExportCommand),
@@ -55,6 +63,16 @@ fn main() {
         Command::Demo(args) => commands::demo(&args),
         Command::Prep(args) => prep::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args).map(|code| {
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }),
+        Command::Pipeline(args) => pipeline::run(&args).map(|code| {
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }),
         Command::Merge(args) => export::merge(&args),
         Command::Export(cmd) => export::run(&cmd),
         Command::Registry(cmd) => registry::run(&cmd).map(|code| {
@@ -75,7 +93,8 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "warn,ctiforge=info,ctiforge_model=info,ctiforge_data_prep=info,\
-             ctiforge_export=info,ctiforge_registry=info",
+             ctiforge_export=info,ctiforge_registry=info,ctiforge_eval=info,\
+             ctiforge_train=info",
         )
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -314,6 +314,8 @@ fn every_command_has_help() {
         vec!["export", "merge", "--help"],
         vec!["registry", "drift", "--help"],
         vec!["train", "--help"],
+        vec!["eval", "--help"],
+        vec!["eval", "compare", "--help"],
         vec!["merge", "--help"],
         vec!["registry", "register", "--help"],
         vec!["registry", "promote", "--help"],
@@ -810,4 +812,147 @@ fn train_then_merge_and_export_the_adapter() {
     ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_rate"));
+}
+
+#[test]
+fn eval_scores_a_labelled_file_and_compare_checks_requirements() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+
+    // Indicators with the regex scorer: no model needed.
+    put(
+        &dir.path().join("iocs.jsonl"),
+        "{\"text\": \"C2 at 203.0.113[.]7 and evil[.]com\", \"iocs\": [\"ip: 203.0.113.7\", \
+         \"domain: evil.com\"]}\n{\"text\": \"No indicator.\", \"iocs\": []}\n",
+    );
+    let out = ok(&[
+        "eval",
+        "--scorer",
+        "regex",
+        "--data",
+        &p("iocs.jsonl"),
+        "--task",
+        "ioc_extraction",
+        "--label-field",
+        "iocs",
+        "--out",
+        &p("regex"),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out).expect("eval.json on stdout");
+    assert_eq!(report["metrics"]["ioc"]["strict_f1"], 1.0, "{report}");
+    assert!(dir.path().join("regex/report.html").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("regex/predictions.jsonl"))
+            .expect("predictions")
+            .lines()
+            .count(),
+        2
+    );
+
+    // Techniques with the bundled model, generating.
+    put(
+        &dir.path().join("ttps.jsonl"),
+        "{\"id\": \"a\", \"sentence\": \"It ran PowerShell.\", \"ttps\": [\"T1059.001\"]}\n\
+         {\"id\": \"b\", \"sentence\": \"Nothing here.\", \"ttps\": \"none\"}\n",
+    );
+    let model = root()
+        .join("datasets/models/aidreams260K")
+        .display()
+        .to_string();
+    let args = [
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        &p("ttps.jsonl"),
+        "--task",
+        "technique_classification",
+        "--text-field",
+        "sentence",
+        "--label-field",
+        "ttps",
+        "--id-field",
+        "id",
+        "--out",
+        &p("base"),
+        "--json",
+    ];
+    let report: Value = serde_json::from_str(&ok(&args)).expect("eval.json");
+    assert!(
+        report["metrics"]["technique"]["micro_f1"].is_number(),
+        "{report}"
+    );
+    assert!(
+        report["metrics"]["lm"]["perplexity"].is_number(),
+        "{report}"
+    );
+    assert_eq!(report["counts"]["examples"], 2);
+
+    // The same report against itself: no gain, so a positive delta fails with exit code 5.
+    let same = ctiforge(&[
+        "eval",
+        "compare",
+        &p("base"),
+        &p("base"),
+        "--require",
+        "technique.micro_f1 >= +0.01",
+    ]);
+    assert_eq!(
+        same.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(String::from_utf8_lossy(&same.stdout).contains("FAIL technique.micro_f1"));
+    let json: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "compare",
+        &p("base"),
+        &p("base"),
+        "--require",
+        "lm.perplexity <= +0",
+        "--json",
+    ]))
+    .expect("comparison json");
+    assert_eq!(json["passed"], true, "{json}");
+
+    // Bad input names the file, line and field.
+    put(&dir.path().join("bad.jsonl"), "{\"sentence\": \"x\"}\n");
+    let err = fails(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        &p("bad.jsonl"),
+        "--task",
+        "technique_classification",
+        "--text-field",
+        "sentence",
+        "--label-field",
+        "ttps",
+        "--out",
+        &p("bad"),
+    ]);
+    assert!(err.contains("bad.jsonl:1") && err.contains("ttps"), "{err}");
+    let err = fails(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        &p("ttps.jsonl"),
+        "--out",
+        &p("x"),
+    ]);
+    assert!(err.contains("--task"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--model",
+        &model,
+        "--adapter",
+        &p("regex"),
+        "--prompt",
+        "x",
+    ]);
+    assert!(err.contains("adapter_config.json"), "{err}");
 }

@@ -70,6 +70,41 @@ pub enum Error {
         /// What is missing.
         message: String,
     },
+    /// An input file or folder that cannot be used (named, with the line or row where one
+    /// applies).
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The file (with `:line` where one applies) or folder.
+        path: std::path::PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Loading or running the model failed.
+    #[error("model: {0}")]
+    Model(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A model-crate error, as text.
+    pub fn model(e: impl std::fmt::Display) -> Self {
+        Error::Model(e.to_string())
+    }
 }
 
 /// The result type of this crate.

@@ -15,13 +15,36 @@
 //! - [`bootstrap`]: paired bootstrap confidence intervals for `eval compare`.
 //! - [`threshold`]: `--require 'technique.micro_f1 >= +0.05'` gate expressions.
 //!
-//! The generation harness, dataset reading and the HTML report build on these (issue #5).
+//!
+//! On top of them, the evaluation itself:
+//!
+//! - [`example`]: examples from a `ctiforge prep` split or a labelled JSONL file.
+//! - [`harness`]: batched, KV-cached greedy generation with per-task stops, the reference
+//!   completion's loss, and resumable partial predictions.
+//! - [`parse`] and [`score`]: outputs read back into predictions, scored per example and
+//!   aggregated into `eval.json`'s metrics.
+//! - [`baseline`]: scorers that need no sampling (regex indicators, technique ranking by
+//!   likelihood).
+//! - [`compare`]: base against tuned with bootstrap intervals and `--require` checks.
+//! - [`report`] and [`html`]: `eval.json`, `predictions.jsonl`, `report.html`.
+//! - [`run`]: the whole `ctiforge eval` job.
 
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod bootstrap;
+pub mod compare;
 pub mod error;
+pub mod example;
+pub mod harness;
+pub mod html;
 pub mod metrics;
+pub mod parse;
+pub mod report;
+pub mod run;
+pub mod score;
 pub mod threshold;
 
 pub use error::{Error, Result};
+pub use report::EvalReport;
+pub use run::{DataSource, EvalOptions, Scorer, evaluate};

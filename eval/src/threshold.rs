@@ -85,7 +85,7 @@ pub struct Requirement {
 }
 
 /// The outcome of checking one requirement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// The requirement as written.
     pub requirement: String,

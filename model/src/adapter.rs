@@ -293,6 +293,19 @@ pub fn load_adapter(dir: &Path, model: &CausalLm) -> Result<(LoraConfig, Vec<Ada
     Ok((config, out))
 }
 
+/// Loads the PEFT adapter in `dir` (a training run or any PEFT adapter folder) onto
+/// `model` and folds it into the weights, for inference: the result runs at the base
+/// model's speed and gives the adapted model's outputs.
+///
+/// # Errors
+/// As [`load_adapter`]: an adapter made for another base is refused, naming the tensor and
+/// both shapes.
+pub fn apply_adapter(model: CausalLm, dir: &Path) -> Result<CausalLm> {
+    let (config, values) = load_adapter(dir, &model)?;
+    let adapted = crate::lora::install_adapters(model, &config, &values)?;
+    Ok(crate::lora::merge_adapters(adapted))
+}
+
 /// Every weight of `model` on the host under its Hugging Face name and shape (adapters
 /// must have been merged first: an adapted projection is written as its base).
 ///

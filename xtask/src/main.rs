@@ -13,6 +13,7 @@ mod bench_prep;
 mod ci;
 mod fixtures;
 mod markers;
+mod pipeline_job;
 mod prep_corpus;
 mod step;
 
@@ -25,7 +26,11 @@ commands:
   fixtures                regenerate the seeded model fixtures under target/fixtures/
   bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)
   bench-prep [--rows N]   ctiforge prep vs pandas on N synthetic rows, default 1000000
-                          (docs/benchmarks.md)";
+                          (docs/benchmarks.md)
+  demo [ARGS]             the demo pipeline (configs/pipeline/demo.toml); ARGS go to
+                          `ctiforge pipeline` (e.g. --out DIR --json)
+  ci-pipeline run|drift   ci/pipeline-job.sh, what the GitHub/GitLab definitions in ci/ run,
+                          against $MLFLOW_TRACKING_URI (unset: an embedded store)";
 
 fn main() {
     if let Err(err) = run(std::env::args().skip(1).collect()) {
@@ -65,6 +70,11 @@ fn run(args: Vec<String>) -> Result<()> {
             };
             bench_prep::run(rows)
         }
+        Some("demo") => pipeline_job::demo(&flags),
+        Some("ci-pipeline") => match flags.as_slice() {
+            [mode @ ("run" | "drift")] => pipeline_job::ci_pipeline(mode),
+            other => bail!("ci-pipeline: expected run or drift, got {other:?}\n\n{USAGE}"),
+        },
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
