@@ -52,12 +52,40 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     }
     let cfg = TrainConfig::from_file(&a.config, &sets)
         .with_context(|| format!("recipe {}", a.config.display()))?;
+    // A progress bar with the loss and ETA when a person watches; log lines otherwise.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} step {pos}/{len}  {msg}  ETA {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let progress: Option<ctiforge_train::trainer::ProgressFn> = bar.clone().map(|bar| {
+        std::sync::Arc::new(move |m: &ctiforge_train::StepMetrics, total: u64| {
+            bar.set_length(total);
+            bar.set_position(m.step);
+            let val = m
+                .val_loss
+                .map(|v| format!("  val {v:.4}"))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "loss {:.4}{val}  {:.0} tok/s",
+                m.loss, m.tokens_per_sec
+            ));
+        }) as ctiforge_train::trainer::ProgressFn
+    });
     let opts = RunOptions {
         resume: a.resume,
         halt_after: None,
+        progress,
     };
     let summary =
         train(&cfg, &a.out, &opts).with_context(|| format!("training into {}", a.out.display()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

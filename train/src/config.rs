@@ -148,6 +148,12 @@ pub struct EvalConfig {
     pub every_steps: u64,
     /// Use at most this many validation examples (0 = all).
     pub max_examples: usize,
+    /// Stop early after this many validations in a row without a new best validation loss
+    /// (0: never stop early).
+    pub patience: u64,
+    /// Write the adapter of the best validation loss as the run's adapter (and keep it in
+    /// `best/`), instead of the last step's.
+    pub keep_best: bool,
 }
 
 impl Default for EvalConfig {
@@ -155,6 +161,8 @@ impl Default for EvalConfig {
         EvalConfig {
             every_steps: 50,
             max_examples: 0,
+            patience: 0,
+            keep_best: false,
         }
     }
 }

@@ -39,13 +39,32 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
+/// Folder of the best adapter when `eval.keep_best` is on.
+pub const BEST_DIR: &str = "best";
+
+/// Called after every optimizer step with the step's metrics and the total step count
+/// (the CLI draws its progress bar with it).
+pub type ProgressFn = std::sync::Arc<dyn Fn(&StepMetrics, u64) + Send + Sync>;
+
 /// How to run beyond the recipe.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Continue from the newest checkpoint in the run folder.
     pub resume: bool,
     /// Stop (as if killed) right after this step, without the end-of-run outputs. For tests.
     pub halt_after: Option<u64>,
+    /// Progress callback; when set, per-step log lines go to the debug level.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("resume", &self.resume)
+            .field("halt_after", &self.halt_after)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -92,6 +111,15 @@ pub struct RunSummary {
     pub code_version: String,
     /// Peak resident memory of the process, when the OS reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// The step of the lowest validation loss, and that loss.
+    #[serde(default)]
+    pub best: Option<(u64, f64)>,
+    /// Whether the run stopped early on `eval.patience`.
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// Whether the run's adapter is the best one (`eval.keep_best`) rather than the last.
+    #[serde(default)]
+    pub adapter_is_best: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +128,15 @@ struct TrainerState {
     seed: u64,
     total_steps: u64,
     initial_val_loss: f64,
+    /// Best validation loss so far and its step.
+    #[serde(default)]
+    best: Option<(u64, f64)>,
+    /// Validations since the best one.
+    #[serde(default)]
+    stale_evals: u64,
+    /// The last validation loss.
+    #[serde(default)]
+    last_val: Option<f64>,
 }
 
 /// Runs (or resumes) the recipe into `out`; returns the summary also written to `run.json`.
@@ -145,6 +182,10 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     let total = (steps_per_epoch * config.run.epochs).min(config.run.max_steps.unwrap_or(u64::MAX));
 
     std::fs::create_dir_all(out.join(CHECKPOINTS_DIR)).map_err(|e| Error::io(out, e))?;
+    check_tokenizer(&config.run.data, &tokenizer);
+    let mut best: Option<(u64, f64)> = None;
+    let mut stale_evals = 0u64;
+    let mut resumed_val: Option<f64> = None;
     let (mut params, mut step, initial_val_loss) = if opts.resume {
         let ckpt = latest_checkpoint(out)?.ok_or_else(|| Error::Resume {
             path: out.to_path_buf(),
@@ -161,6 +202,9 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
         }
         truncate_metrics(&out.join(METRICS_FILE), state.step)?;
         tracing::info!(step = state.step, checkpoint = %ckpt.display(), "resuming");
+        best = state.best;
+        stale_evals = state.stale_evals;
+        resumed_val = state.last_val;
         (params, state.step, state.initial_val_loss)
     } else {
         let _ = std::fs::remove_file(out.join(METRICS_FILE));
@@ -177,7 +221,8 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     let layout: Vec<AdapterValues> = lora::init_adapters(&loaded.model, &config.lora, 0)?;
     let base = loaded.model;
     let mut last_loss = f64::NAN;
-    let mut last_val = initial_val_loss;
+    let mut last_val = resumed_val.unwrap_or(initial_val_loss);
+    let mut stopped_early = false;
 
     while step < total {
         let step_started = Instant::now();
@@ -247,36 +292,85 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
             last_val = v;
             metrics.val_loss = Some(v);
             metrics.val_ppl = Some(v.exp());
+            if best.is_none_or(|(_, b)| v < b) {
+                best = Some((step, v));
+                stale_evals = 0;
+                if config.eval.keep_best {
+                    save_best(out, config, &layout, &params)?;
+                }
+            } else {
+                stale_evals += 1;
+                if config.eval.patience > 0 && stale_evals >= config.eval.patience {
+                    stopped_early = true;
+                }
+            }
         }
-        tracing::info!(
-            step,
-            total,
-            loss = format!("{loss:.4}"),
-            lr,
-            grad_norm,
-            "step"
-        );
+        if opts.progress.is_some() {
+            tracing::debug!(
+                step,
+                total,
+                loss = format!("{loss:.4}"),
+                lr,
+                grad_norm,
+                "step"
+            );
+        } else {
+            tracing::info!(
+                step,
+                total,
+                loss = format!("{loss:.4}"),
+                lr,
+                grad_norm,
+                "step"
+            );
+        }
         append_metrics(&out.join(METRICS_FILE), &metrics)?;
-        if every(config.checkpoint.every_steps) || step == total {
+        if let Some(progress) = &opts.progress {
+            progress(&metrics, total);
+        }
+        if every(config.checkpoint.every_steps) || step == total || stopped_early {
             let state = TrainerState {
                 step,
                 seed: config.run.seed,
                 total_steps: total,
                 initial_val_loss,
+                best,
+                stale_evals,
+                last_val: Some(last_val),
             };
             write_checkpoint(out, config, &layout, &params, &state, &config.run.model)?;
         }
         if opts.halt_after == Some(step) {
             return Err(Error::Halted { step });
         }
+        if stopped_early {
+            tracing::info!(
+                step,
+                best_step = best.map(|b| b.0),
+                patience = config.eval.patience,
+                "stopping early: no better validation loss"
+            );
+            break;
+        }
     }
 
-    adapter::save_adapter(
-        out,
-        &config.lora,
-        &from_params(&layout, &params),
-        &config.run.model,
-    )?;
+    let best_dir = out.join(BEST_DIR);
+    let adapter_is_best =
+        config.eval.keep_best && best_dir.join(adapter::ADAPTER_WEIGHTS_FILE).is_file();
+    if adapter_is_best {
+        for name in [adapter::ADAPTER_CONFIG_FILE, adapter::ADAPTER_WEIGHTS_FILE] {
+            let tmp = out.join(format!(".{name}.tmp"));
+            std::fs::copy(best_dir.join(name), &tmp).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, out.join(name)).map_err(|e| Error::io(out.join(name), e))?;
+        }
+    } else {
+        adapter::save_adapter(
+            out,
+            &config.lora,
+            &from_params(&layout, &params),
+            &config.run.model,
+        )?;
+    }
     let summary = RunSummary {
         steps: step,
         final_loss: last_loss,
@@ -287,10 +381,60 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
         base_model_hash,
         code_version: env!("CARGO_PKG_VERSION").to_owned(),
         peak_rss_bytes: peak_rss_bytes(),
+        best,
+        stopped_early,
+        adapter_is_best,
     };
     let text = serialised(&out.join(RUN_FILE), serde_json::to_string_pretty(&summary))?;
     write_text(&out.join(RUN_FILE), &text)?;
     Ok(summary)
+}
+
+/// Writes the current adapter to `OUT/best/` (through a temporary folder and a rename).
+fn save_best(
+    out: &Path,
+    config: &TrainConfig,
+    layout: &[AdapterValues],
+    params: &[ParamState],
+) -> Result<()> {
+    let dir = out.join(BEST_DIR);
+    let tmp = out.join(format!(".{BEST_DIR}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    adapter::save_adapter(
+        &tmp,
+        &config.lora,
+        &from_params(layout, params),
+        &config.run.model,
+    )?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+}
+
+/// Warns when the dataset's token counts came from another tokenizer than the model's:
+/// its length filter then does not match what training sees.
+fn check_tokenizer(data: &Path, tokenizer: &ctiforge_model::CtiTokenizer) {
+    use sha2::Digest;
+    let Ok(manifest) = ctiforge_data_prep::Manifest::read(data) else {
+        return;
+    };
+    let Some(recorded) = manifest.tokenizer else {
+        return;
+    };
+    let ours = std::fs::read(tokenizer.tokenizer_path())
+        .map(|b| format!("{:x}", sha2::Sha256::digest(&b)))
+        .unwrap_or_default();
+    if !ours.is_empty() && !recorded.contains(&ours) {
+        tracing::warn!(
+            dataset = %data.display(),
+            dataset_tokenizer = %recorded,
+            model_tokenizer = %tokenizer.tokenizer_path().display(),
+            "the dataset's token counts and length filter used another tokenizer than this \
+             model's; rows may be truncated differently than prep reported"
+        );
+    }
 }
 
 fn adapters_of(model: &CausalLm) -> Vec<&lora::LowRank> {

@@ -91,6 +91,7 @@ fn killed_run_resumes_to_the_same_losses_and_base_stays_frozen() {
     let halt = RunOptions {
         resume: false,
         halt_after: Some(5),
+        ..RunOptions::default()
     };
     assert!(matches!(
         train(&cfg, &killed, &halt),
@@ -99,6 +100,7 @@ fn killed_run_resumes_to_the_same_losses_and_base_stays_frozen() {
     let resume = RunOptions {
         resume: true,
         halt_after: None,
+        ..RunOptions::default()
     };
     train(&cfg, &killed, &resume).expect("resume");
     let got = read_metrics(&killed).expect("metrics");
@@ -153,12 +155,57 @@ fn tram_validation_loss_falls() {
 }
 
 #[test]
+fn early_stopping_keeps_the_best_adapter() {
+    // A learning rate high enough that validation loss turns up after a few evaluations.
+    let cfg = config(&[
+        "run.max_steps=30",
+        "batch.batch=8",
+        "batch.micro_batch=8",
+        "batch.max_seq_len=128",
+        "eval.every_steps=2",
+        "eval.max_examples=32",
+        "eval.patience=2",
+        "eval.keep_best=true",
+        "optim.lr=0.3",
+        "schedule.decay=\"constant\"",
+        "schedule.warmup_steps=0",
+        "checkpoint.every_steps=0",
+    ]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let summary = train(&cfg, tmp.path(), &RunOptions::default()).expect("train");
+    let (best_step, best_loss) = summary.best.expect("a best validation");
+    assert!(
+        summary.stopped_early && summary.adapter_is_best,
+        "{summary:?}"
+    );
+    assert!(
+        summary.steps < 30 && best_step < summary.steps,
+        "{summary:?}"
+    );
+    let metrics = read_metrics(tmp.path()).expect("metrics");
+    assert_eq!(metrics.len() as u64, summary.steps);
+    let vals: Vec<f64> = metrics.iter().filter_map(|m| m.val_loss).collect();
+    assert!(vals.iter().all(|v| *v >= best_loss), "{vals:?}");
+    // Two validations after the best one, none better.
+    assert!(
+        vals[vals.len() - 2..].iter().all(|v| *v > best_loss),
+        "{vals:?}"
+    );
+    let name = "adapter_model.safetensors";
+    assert_eq!(
+        std::fs::read(tmp.path().join(name)).expect("run adapter"),
+        std::fs::read(tmp.path().join("best").join(name)).expect("best adapter")
+    );
+}
+
+#[test]
 fn an_empty_resume_folder_is_explained() {
     let cfg = config(&["run.max_steps=1"]);
     let tmp = tempfile::tempdir().expect("tempdir");
     let opts = RunOptions {
         resume: true,
         halt_after: None,
+        ..RunOptions::default()
     };
     let err = train(&cfg, tmp.path(), &opts).expect_err("nothing to resume");
     assert!(err.to_string().contains("no checkpoint"), "{err}");
