@@ -40,6 +40,16 @@ pub struct DriftArgs {
     /// NAME@alias), where `registry promote` reads them.
     #[arg(long, value_name = "MODEL_REF")]
     attach: Option<String>,
+    /// A model (folder or hub id): its predicted techniques on both datasets are compared
+    /// too (`predicted_labels.*`). Needs technique-classification rows.
+    #[arg(long)]
+    model: Option<String>,
+    /// A training run (or PEFT adapter folder) applied to --model.
+    #[arg(long, requires = "model")]
+    adapter: Option<PathBuf>,
+    /// Context length for --model (see `ctiforge eval --context`).
+    #[arg(long, requires = "model")]
+    context: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -51,8 +61,17 @@ pub fn run(a: &DriftArgs) -> Result<i32> {
         Some(path) => DriftConfig::from_file(path)?,
         None => DriftConfig::default(),
     };
-    let reference = input(&a.reference, a.split.as_deref())?;
-    let current = input(&a.current, a.split.as_deref())?;
+    let mut reference = input(&a.reference, a.split.as_deref())?;
+    let mut current = input(&a.current, a.split.as_deref())?;
+    if let Some(model) = &a.model {
+        for (name, dir, target) in [
+            ("reference", &a.reference, &mut reference),
+            ("current", &a.current, &mut current),
+        ] {
+            let work = a.out.join("predictions").join(name);
+            target.predicted_labels = Some(predicted_techniques(a, model, dir, &work)?);
+        }
+    }
     let report = drift_report(&reference, &current, &config)?;
     let paths = write_report(&report, &a.out)
         .with_context(|| format!("writing the report to {}", a.out.display()))?;
@@ -85,6 +104,65 @@ pub fn run(a: &DriftArgs) -> Result<i32> {
     } else {
         0
     })
+}
+
+/// The techniques `model` predicts for every row of the splits [`input`] reads, in the
+/// same order, through the evaluation harness (its reports land in `work`).
+fn predicted_techniques(
+    a: &DriftArgs,
+    model: &str,
+    dir: &Path,
+    work: &Path,
+) -> Result<Vec<Vec<String>>> {
+    use ctiforge_eval::{DataSource, EvalOptions, Scorer, evaluate};
+    let splits: Vec<&str> = match a.split.as_deref() {
+        Some(s) => vec![s],
+        None => dataset::SPLITS.to_vec(),
+    };
+    let mut out = Vec::new();
+    for split in splits {
+        let opts = EvalOptions {
+            model: Some(model.to_owned()),
+            adapter: a.adapter.clone(),
+            data: DataSource::Dataset {
+                dir: dir.to_path_buf(),
+                split: split.to_owned(),
+            },
+            out: work.join(split),
+            limit: None,
+            scorer: Scorer::Generate,
+            generation: ctiforge_eval::harness::GenSettings {
+                measure_loss: false,
+                ..Default::default()
+            },
+            device: "cpu".into(),
+            attack: None,
+            baseline: None,
+            require: Vec::new(),
+            bootstrap: Default::default(),
+            force: false,
+            context: a.context,
+        };
+        evaluate(&opts, &mut |_, _| {})
+            .with_context(|| format!("predicting techniques on {} ({split})", dir.display()))?;
+        for o in ctiforge_eval::report::read_predictions(&work.join(split))? {
+            let Some(ids) = o.prediction.get("techniques").and_then(|v| v.as_array()) else {
+                anyhow::bail!(
+                    "{} ({split}) row {:?} is a {} row; predicted-technique drift needs \
+                     technique_classification rows",
+                    dir.display(),
+                    o.id,
+                    o.task
+                );
+            };
+            out.push(
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The drift features of a dataset folder (one split, or all of them).

@@ -956,3 +956,53 @@ fn eval_scores_a_labelled_file_and_compare_checks_requirements() {
     ]);
     assert!(err.contains("adapter_config.json"), "{err}");
 }
+
+#[test]
+fn drift_with_a_model_compares_its_predicted_techniques() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("tram").display().to_string();
+    let run = ctiforge_in_root(&[
+        "prep",
+        "--config",
+        "configs/prep/tram-techniques.toml",
+        "--out",
+        &data,
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = dir.path().join("drift");
+    let model = root()
+        .join("datasets/models/aidreams260K")
+        .display()
+        .to_string();
+    let report: Value = serde_json::from_str(&ok(&[
+        "registry",
+        "drift",
+        "--reference",
+        &data,
+        "--current",
+        &data,
+        "--split",
+        "test",
+        "--model",
+        &model,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ]))
+    .expect("drift json");
+    let stats = report["statistics"].as_array().expect("statistics");
+    let psi = stats
+        .iter()
+        .find(|s| s["id"] == "predicted_labels.psi")
+        .expect("predicted-technique statistic");
+    // The same data and model: the same predictions, no drift.
+    assert_eq!(psi["value"], 0.0, "{psi}");
+    assert!(
+        out.join("predictions/current/test/predictions.jsonl")
+            .is_file()
+    );
+}
