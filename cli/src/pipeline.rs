@@ -67,6 +67,9 @@ pub struct PipelineFile {
     pub model: ModelSection,
     /// `[prep]`.
     pub prep: RecipeSection,
+    /// `[pretrain]`: continued pre-training of the base on raw CTI text before the LoRA
+    /// stage; omit to tune the base model directly.
+    pub pretrain: Option<PretrainSection>,
     /// `[train]`.
     pub train: TrainSection,
     /// `[eval]`.
@@ -120,6 +123,19 @@ pub struct ModelSection {
 pub struct RecipeSection {
     /// The prep recipe.
     pub config: PathBuf,
+}
+
+/// `[pretrain]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSection {
+    /// The prep recipe of the text corpus (`text` rows).
+    pub prep: PathBuf,
+    /// The training recipe (`run.mode = "full"`, configs/train/cti-cpt.toml).
+    pub config: PathBuf,
+    /// Overrides of that recipe.
+    #[serde(default)]
+    pub set: Vec<String>,
 }
 
 /// `[train]`.
@@ -246,6 +262,8 @@ struct Ctx {
     out: PathBuf,
     force: bool,
     records: Vec<StageRecord>,
+    /// Stages this pipeline has, for the `[n/total]` progress lines.
+    total: usize,
 }
 
 impl Ctx {
@@ -256,12 +274,13 @@ impl Ctx {
     /// Runs `work` unless the stage's record matches `fingerprint` and `outputs` exist.
     fn stage(
         &mut self,
-        n: usize,
         stage: &str,
         fingerprint: &str,
         outputs: &[&Path],
         work: impl FnOnce() -> Result<Value>,
     ) -> Result<StageRecord> {
+        let n = self.records.len() + 1;
+        let total = self.total;
         let path = self.record_path(stage);
         let old: Option<StageRecord> = std::fs::read_to_string(&path)
             .ok()
@@ -269,7 +288,7 @@ impl Ctx {
         if let Some(mut old) = old.filter(|o| {
             !self.force && o.fingerprint == fingerprint && outputs.iter().all(|p| p.exists())
         }) {
-            eprintln!("[{n}/8] {stage}: up to date, skipped");
+            eprintln!("[{n}/{total}] {stage}: up to date, skipped");
             old.status = "skipped".into();
             self.records.push(old.clone());
             return Ok(old);
@@ -281,7 +300,7 @@ impl Ctx {
                 std::fs::remove_file(p).with_context(|| format!("clearing {}", p.display()))?;
             }
         }
-        eprintln!("[{n}/8] {stage}: running");
+        eprintln!("[{n}/{total}] {stage}: running");
         let started = Instant::now();
         let result = work().with_context(|| format!("pipeline stage {stage}"))?;
         let record = StageRecord {
@@ -292,7 +311,7 @@ impl Ctx {
             result,
         };
         write_json(&path, &serde_json::to_value(&record)?)?;
-        eprintln!("[{n}/8] {stage}: done in {:.1}s", record.secs);
+        eprintln!("[{n}/{total}] {stage}: done in {:.1}s", record.secs);
         self.records.push(record.clone());
         Ok(record)
     }
@@ -357,6 +376,19 @@ pub fn validate(p: &PipelineFile) -> Result<()> {
     }
     if let Err(e) = TrainConfig::from_file(&p.train.config, &p.train.set) {
         problems.push(format!("train.config: {e}"));
+    }
+    if let Some(pt) = &p.pretrain {
+        match std::fs::read_to_string(&pt.prep) {
+            Ok(text) => {
+                if let Err(e) = PrepConfig::from_toml(&text, &pt.prep) {
+                    problems.push(format!("pretrain.prep: {e}"));
+                }
+            }
+            Err(e) => problems.push(format!("pretrain.prep {}: {e}", pt.prep.display())),
+        }
+        if let Err(e) = TrainConfig::from_file(&pt.config, &pt.set) {
+            problems.push(format!("pretrain.config: {e}"));
+        }
     }
     for q in &p.export.quants {
         if let Err(e) = q.parse::<FileType>() {
@@ -438,6 +470,10 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
         out: out.clone(),
         force,
         records: Vec::new(),
+        total: 6
+            + 2 * usize::from(p.pretrain.is_some())
+            + usize::from(p.drift.is_some())
+            + usize::from(p.promote.is_some()),
     };
     let code = env!("CARGO_PKG_VERSION");
     let data = out.join("data");
@@ -452,7 +488,7 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
         "stage": "prep", "code": code,
         "recipe": p.prep.config, "recipe_sha": file_hash(&p.prep.config)?,
     }));
-    let prep = ctx.stage(1, "prep", &prep_fp, &[&data], || {
+    let prep = ctx.stage("prep", &prep_fp, &[&data], || {
         let text = std::fs::read_to_string(&p.prep.config)?;
         let cfg = PrepConfig::from_toml(&text, &p.prep.config)?;
         let opts = ctiforge_data_prep::Options {
@@ -468,12 +504,61 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
     })?;
     let data_fp = prep.result["fingerprint"].clone();
 
-    // 2. train
+    // Continued pre-training (optional): the LoRA stage then tunes its output.
+    let (lora_base, lora_base_identity, pretrained) = match &p.pretrain {
+        None => (p.model.base.clone(), model_identity(&p.model.base), None),
+        Some(pt) => {
+            let corpus = out.join("corpus");
+            let cpt_dir = out.join("pretrain");
+            let corpus_fp = fingerprint(&json!({
+                "stage": "corpus", "code": code,
+                "recipe": pt.prep, "recipe_sha": file_hash(&pt.prep)?,
+            }));
+            let corpus_rec = ctx.stage("corpus", &corpus_fp, &[&corpus], || {
+                let text = std::fs::read_to_string(&pt.prep)?;
+                let cfg = PrepConfig::from_toml(&text, &pt.prep)?;
+                let opts = ctiforge_data_prep::Options {
+                    base_dir: PathBuf::from("."),
+                    force: true,
+                };
+                let m = ctiforge_data_prep::prepare(&cfg, &corpus, &opts)?;
+                Ok(json!({ "dataset": corpus, "fingerprint": m.fingerprint, "counts": m.counts }))
+            })?;
+            let mut sets = pt.set.clone();
+            sets.push(format!(
+                "run.model={}",
+                serde_json::to_string(&p.model.base)?
+            ));
+            sets.push(format!(
+                "run.data={}",
+                serde_json::to_string(&corpus.display().to_string())?
+            ));
+            sets.push(format!(
+                "run.device={}",
+                serde_json::to_string(&p.pipeline.device)?
+            ));
+            let cfg = TrainConfig::from_file(&pt.config, &sets)?;
+            let cpt_fp = fingerprint(&json!({
+                "stage": "pretrain", "code": code, "data": corpus_rec.result["fingerprint"],
+                "model": model_identity(&p.model.base),
+                "recipe_sha": file_hash(&pt.config)?, "set": sets,
+            }));
+            let rec = ctx.stage("pretrain", &cpt_fp, &[&cpt_dir], || {
+                let s = train(&cfg, &cpt_dir, &RunOptions::default())?;
+                Ok(json!({
+                    "model": cpt_dir, "steps": s.steps,
+                    "initial_val_loss": s.initial_val_loss, "final_val_loss": s.final_val_loss,
+                    "duration_secs": s.duration_secs,
+                }))
+            })?;
+            let identity = json!({ "pretrain": rec.fingerprint });
+            (cpt_dir.display().to_string(), identity, Some(rec))
+        }
+    };
+
+    // Fine-tuning (LoRA by the recipe) of the base, or of the pre-trained model.
     let mut sets = p.train.set.clone();
-    sets.push(format!(
-        "run.model={}",
-        serde_json::to_string(&p.model.base)?
-    ));
+    sets.push(format!("run.model={}", serde_json::to_string(&lora_base)?));
     sets.push(format!(
         "run.data={}",
         serde_json::to_string(&data.display().to_string())?
@@ -485,10 +570,10 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
     let train_cfg = TrainConfig::from_file(&p.train.config, &sets)?;
     let train_fp = fingerprint(&json!({
         "stage": "train", "code": code, "data": data_fp,
-        "model": model_identity(&p.model.base),
+        "model": lora_base_identity,
         "recipe_sha": file_hash(&p.train.config)?, "set": sets,
     }));
-    let trained = ctx.stage(2, "train", &train_fp, &[&run_dir], || {
+    let trained = ctx.stage("train", &train_fp, &[&run_dir], || {
         let s = train(&train_cfg, &run_dir, &RunOptions::default())?;
         Ok(json!({
             "run": run_dir, "steps": s.steps, "final_loss": s.final_loss,
@@ -498,32 +583,33 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
     })?;
 
     // 3 and 4. eval: base, then tuned against it
-    let eval_opts = |out_dir: &Path, adapter: Option<PathBuf>| -> Result<EvalOptions> {
-        Ok(EvalOptions {
-            model: Some(p.model.base.clone()),
-            adapter,
-            data: DataSource::Dataset {
-                dir: data.clone(),
-                split: p.eval.split.clone(),
-            },
-            out: out_dir.to_path_buf(),
-            limit: (p.eval.limit > 0).then_some(p.eval.limit),
-            scorer: Scorer::Generate,
-            generation: GenSettings {
-                batch_size: p.eval.batch_size,
-                ..GenSettings::default()
-            },
-            device: p.pipeline.device.clone(),
-            attack: None,
-            baseline: None,
-            require: Vec::new(),
-            bootstrap: BootstrapConfig::default(),
-            force: false,
-            context: (p.eval.context > 0)
-                .then_some(p.eval.context)
-                .or(Some(train_cfg.batch.max_seq_len)),
-        })
-    };
+    let eval_opts =
+        |out_dir: &Path, model: &str, adapter: Option<PathBuf>| -> Result<EvalOptions> {
+            Ok(EvalOptions {
+                model: Some(model.to_owned()),
+                adapter,
+                data: DataSource::Dataset {
+                    dir: data.clone(),
+                    split: p.eval.split.clone(),
+                },
+                out: out_dir.to_path_buf(),
+                limit: (p.eval.limit > 0).then_some(p.eval.limit),
+                scorer: Scorer::Generate,
+                generation: GenSettings {
+                    batch_size: p.eval.batch_size,
+                    ..GenSettings::default()
+                },
+                device: p.pipeline.device.clone(),
+                attack: None,
+                baseline: None,
+                require: Vec::new(),
+                bootstrap: BootstrapConfig::default(),
+                force: false,
+                context: (p.eval.context > 0)
+                    .then_some(p.eval.context)
+                    .or(Some(train_cfg.batch.max_seq_len)),
+            })
+        };
     let eval_key = json!({
         "split": p.eval.split, "limit": p.eval.limit, "context": p.eval.context,
         "batch": p.eval.batch_size, "code": code, "data": data_fp,
@@ -531,16 +617,16 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
     let base_fp = fingerprint(&json!({
         "stage": "eval-base", "eval": eval_key, "model": model_identity(&p.model.base),
     }));
-    let base = ctx.stage(3, "eval-base", &base_fp, &[&base_eval], || {
-        let r = evaluate(&eval_opts(&base_eval, None)?, &mut |_, _| {})?;
+    let base = ctx.stage("eval-base", &base_fp, &[&base_eval], || {
+        let r = evaluate(&eval_opts(&base_eval, &p.model.base, None)?, &mut |_, _| {})?;
         Ok(json!({ "report": base_eval, "metrics": r.metrics, "examples": r.counts.examples }))
     })?;
     let tuned_fp = fingerprint(&json!({
         "stage": "eval-tuned", "eval": eval_key, "base": base.fingerprint,
         "run": trained.fingerprint, "require": p.eval.require,
     }));
-    let tuned = ctx.stage(4, "eval-tuned", &tuned_fp, &[&tuned_eval], || {
-        let mut o = eval_opts(&tuned_eval, Some(run_dir.clone()))?;
+    let tuned = ctx.stage("eval-tuned", &tuned_fp, &[&tuned_eval], || {
+        let mut o = eval_opts(&tuned_eval, &lora_base, Some(run_dir.clone()))?;
         o.baseline = Some(base_eval.clone());
         o.require = p
             .eval
@@ -567,15 +653,15 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
     // 5. export
     let export_fp = fingerprint(&json!({
         "stage": "export", "code": code, "run": trained.fingerprint,
-        "model": model_identity(&p.model.base), "export": p.export,
+        "model": lora_base_identity, "export": p.export,
     }));
-    let exported = ctx.stage(5, "export", &export_fp, &[&export_dir], || {
+    let exported = ctx.stage("export", &export_fp, &[&export_dir], || {
         let mut files = Vec::new();
         for q in &p.export.quants {
             let quant: FileType = q.parse()?;
             let gguf = export_dir.join(format!("{}-{q}.gguf", p.pipeline.model_name));
             let r = export_gguf(&ExportOptions {
-                model_dir: PathBuf::from(&p.model.base),
+                model_dir: PathBuf::from(&lora_base),
                 adapter_dir: Some(run_dir.clone()),
                 quant,
                 out: gguf,
@@ -600,7 +686,7 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
                 "stage": "drift", "code": code, "data": data_fp, "drift": d,
                 "config_sha": d.config.as_deref().map(file_hash).transpose()?,
             }));
-            Some(ctx.stage(6, "drift", &drift_fp, &[&drift_dir], || {
+            Some(ctx.stage("drift", &drift_fp, &[&drift_dir], || {
                 let config = match &d.config {
                     Some(c) => DriftConfig::from_file(c)?,
                     None => DriftConfig::default(),
@@ -623,7 +709,7 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
         "run": trained.fingerprint, "eval": tuned.fingerprint, "export": exported.fingerprint,
         "drift": drift.as_ref().map(|d| &d.fingerprint),
     }));
-    let registered = ctx.stage(7, "register", &register_fp, &[], || {
+    let registered = ctx.stage("register", &register_fp, &[], || {
         let reg = open(Some(registry_uri))?;
         let request = RegisterRequest {
             model: p.pipeline.model_name.clone(),
@@ -650,7 +736,7 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
                 "stage": "promote", "registered": registered.fingerprint,
                 "version": registered.result["version"], "gate_sha": file_hash(&pr.gate)?,
             }));
-            Some(ctx.stage(8, "promote", &promote_fp, &[], || {
+            Some(ctx.stage("promote", &promote_fp, &[], || {
                 let reg = open(Some(registry_uri))?;
                 let gate = Gate::load(&pr.gate)?;
                 let version = registered.result["version"].as_str().unwrap_or_default();
@@ -671,6 +757,7 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
             "stage": r.stage, "status": r.status, "secs": r.secs, "fingerprint": r.fingerprint,
         })).collect::<Vec<_>>(),
         "dataset": prep.result,
+        "pretrain": pretrained.map(|r| r.result),
         "train": trained.result,
         "eval": { "base": base.result, "tuned": tuned.result },
         "export": exported.result,

@@ -314,3 +314,62 @@ fn demo_pipeline_runs_skips_and_promotes_on_embedded_and_mlflow() {
         "{text}"
     );
 }
+
+#[test]
+fn continued_pretraining_feeds_the_lora_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cpt");
+    let file = dir.path().join("cpt.toml");
+    // The shipped recipes, shortened: a few steps each, a slice of the test split.
+    std::fs::write(
+        &file,
+        format!(
+            "[pipeline]\nname = \"cpt\"\nout = {out:?}\nmodel_name = \"cpt-test\"\n\
+             [model]\nbase = \"datasets/models/aidreams260K\"\n\
+             [prep]\nconfig = \"configs/prep/tram-techniques.toml\"\n\
+             [pretrain]\nprep = \"configs/prep/cti-corpus.toml\"\n\
+             config = \"configs/train/cti-cpt.toml\"\n\
+             set = [\"run.max_steps=3\", \"eval.max_examples=8\", \"batch.max_seq_len=64\"]\n\
+             [train]\nconfig = \"configs/train/tram-lora.toml\"\n\
+             set = [\"run.max_steps=3\", \"eval.max_examples=8\", \"eval.every_steps=0\"]\n\
+             [eval]\nlimit = 16\n[export]\nquants = []\n",
+            out = out.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = ctiforge(&["pipeline", "--config", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages: Vec<&str> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "prep",
+            "corpus",
+            "pretrain",
+            "train",
+            "eval-base",
+            "eval-tuned",
+            "export",
+            "register"
+        ]
+    );
+    assert_eq!(summary["pretrain"]["steps"], 3);
+    assert!(out.join("pretrain/model.safetensors").is_file());
+    // The LoRA run was trained on the pre-trained model, the base evaluation on the base.
+    let run_cfg = std::fs::read_to_string(out.join("run/config.toml")).unwrap();
+    assert!(
+        run_cfg.contains(&out.join("pretrain").display().to_string()),
+        "{run_cfg}"
+    );
+    let tuned = std::fs::read_to_string(out.join("eval/tuned/eval.json")).unwrap();
+    assert!(
+        tuned.contains("pretrain"),
+        "the tuned report names its model"
+    );
+}
