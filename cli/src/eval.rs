@@ -101,7 +101,7 @@ struct RunArgs {
     /// the adapter run's batch.max_seq_len when longer).
     #[arg(long)]
     context: Option<usize>,
-    /// cpu, auto, cuda[:N], rocm[:N], wgpu[:N].
+    /// `cpu`, `auto`, `cuda[:N]`, `rocm[:N]`, `wgpu[:N]`.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// The ATT&CK technique table (default: the one the dataset's recipe names).

@@ -132,8 +132,8 @@ fn tuned_model_beats_its_base_on_the_tram_test_split() {
     assert_eq!(preds.len(), tuned.counts.examples);
     let html = std::fs::read_to_string(tuned_dir.join("report.html")).expect("html");
     assert!(
-        html.contains("technique.micro_f1"),
-        "the page shows the comparison"
+        html.contains("The candidate scores higher on technique.micro_f1"),
+        "the page says the tuned model is better"
     );
     assert!(!tuned_dir.join(PARTIAL_FILE).exists());
 }

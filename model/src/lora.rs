@@ -135,6 +135,21 @@ pub struct LoraConfig {
     pub layers: Option<Vec<usize>>,
 }
 
+impl Default for LoraConfig {
+    /// PEFT's `LoraConfig()` defaults: r 8, alpha 8, no dropout, the query and value
+    /// projections of every layer.
+    fn default() -> Self {
+        LoraConfig {
+            rank: 8,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: default_targets(),
+            use_rslora: false,
+            layers: None,
+        }
+    }
+}
+
 impl LoraConfig {
     /// The factor applied to `B A x`: `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
     pub fn scaling(&self) -> f64 {

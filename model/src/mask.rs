@@ -4,6 +4,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// The segment id of padding in [`AttentionMask::packed`]: never attended to.
+pub const PADDING_SEGMENT: u32 = 0;
+
 /// Which keys each query of a forward pass may attend to.
 ///
 /// Keys are indexed over the whole cached sequence (`past_len` cached keys followed by the
@@ -59,6 +62,22 @@ impl AttentionMask {
             vec![true; batch * (past_len + query_len)],
             window,
         )
+    }
+
+    /// A block-diagonal causal mask for packed rows, from per-token segment ids
+    /// (`[batch, seq]`, row-major, no cache): query `i` sees key `j` iff both carry the same
+    /// segment id, `j <= i`, and `j` is inside the sliding window. Tokens of
+    /// [`PADDING_SEGMENT`] are never attended to (a padding query sees nothing; its output
+    /// is a finite average that carries no loss).
+    ///
+    /// Segments must be contiguous runs (one example each), so the window, measured in
+    /// row indices, equals the window in each example's own positions.
+    ///
+    /// # Panics
+    /// If `segments.len() != batch * seq`, as for [`AttentionMask::causal`].
+    pub fn packed(batch: usize, seq: usize, segments: Vec<u32>, window: Option<usize>) -> Self {
+        let valid = segments.iter().map(|&s| s != PADDING_SEGMENT).collect();
+        Self::causal(batch, 0, seq, valid, window).with_segments(segments)
     }
 
     /// Restricts attention to keys with the same segment id (for packed sequences).
@@ -146,6 +165,49 @@ mod tests {
     fn segments_block_cross_example_attention() {
         let m = AttentionMask::dense(1, 0, 4, None).with_segments(vec![0, 0, 1, 1]);
         assert_eq!(pattern(&m, 0), ["1...", "11..", "..1.", "..11"]);
+    }
+
+    #[test]
+    fn packed_is_block_diagonal_and_never_sees_padding() {
+        // Row 0: two examples then one padding slot; row 1: one example then padding.
+        let segments = vec![1, 1, 2, 2, 2, 0, 1, 1, 0, 0, 0, 0];
+        let m = AttentionMask::packed(2, 6, segments, None);
+        assert_eq!(
+            pattern(&m, 0),
+            ["1.....", "11....", "..1...", "..11..", "..111.", "......"]
+        );
+        assert_eq!(
+            pattern(&m, 1),
+            ["1.....", "11....", "......", "......", "......", "......"]
+        );
+    }
+
+    #[test]
+    fn packed_applies_the_window_inside_each_segment() {
+        let m = AttentionMask::packed(1, 6, vec![1, 1, 1, 2, 2, 2], Some(2));
+        assert_eq!(
+            pattern(&m, 0),
+            ["1.....", "11....", ".11...", "...1..", "...11.", "....11"]
+        );
+    }
+
+    #[test]
+    fn a_fully_masked_padding_query_has_a_finite_softmax() {
+        // The padding query's scores are all f32::MIN after the bias; softmax must stay
+        // finite (uniform) so that gradients through the row stay finite.
+        let device = Device::flex();
+        let m = AttentionMask::packed(1, 3, vec![1, 1, 0], None);
+        let scores = Tensor::<4>::from_data(
+            TensorData::new(
+                vec![0.5f32, -3.0, 7.0, 1.0, 2.0, 3.0, -9.0, 4.0, 0.1],
+                [1, 1, 3, 3],
+            ),
+            &device,
+        );
+        let probs = burn::tensor::activation::softmax(scores + m.bias(&device), 3);
+        let v: Vec<f32> = probs.into_data().try_to_vec().expect("f32");
+        assert!(v.iter().all(|p| p.is_finite()), "{v:?}");
+        assert_eq!(&v[..3], &[1.0, 0.0, 0.0]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Trains the shipped TRAM recipe (`configs/train/tram-lora.toml`) on the bundled tiny Llama
 //! (aidreams260K) and prints the validation loss before and after, the step time and the
-//! training throughput (issue #4, "Learning for real" and the benchmark).
+//! training throughput (issue #4, "Learning for real" and the benchmark), and how much of
+//! each step's rows is padding (with `--set batch.packing=true`, sequence packing).
 //!
 //! ```text
 //! cargo run --release -p ctiforge-train --example tram_bench -- [--set key=value ...]
@@ -16,6 +17,9 @@ use std::time::Instant;
 use ctiforge_data_prep::config::PrepConfig;
 use ctiforge_data_prep::dataset::read_split;
 use ctiforge_data_prep::{Options, prepare};
+use ctiforge_model::{Device, LoadedModel};
+use ctiforge_train::data::{Example, collate, collate_packed, load_split};
+use ctiforge_train::trainer::epoch_order;
 use ctiforge_train::{RunOptions, TrainConfig, read_metrics, train};
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -100,5 +104,58 @@ fn main() -> Result<(), Box<dyn Error>> {
         wall / n,
         summary.peak_rss_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
     );
+    let layout = step_layout(&config, metrics.len())?;
+    let (real, slots) = layout
+        .iter()
+        .fold((0, 0), |(r, s), (real, slots)| (r + real, s + slots));
+    let step_secs: f64 = layout
+        .iter()
+        .zip(&metrics)
+        .map(|((real, _), m)| *real as f64 / m.tokens_per_sec.max(1e-9))
+        .sum();
+    println!(
+        "packing {}: {slots} row slots for {real} input tokens ({:.1}% padding); \
+         mean step {:.3} s, {:.0} input tokens/s (forward/backward/update only)",
+        config.batch.packing,
+        100.0 * (slots - real) as f64 / slots.max(1) as f64,
+        step_secs / n,
+        real as f64 / step_secs.max(1e-9)
+    );
     Ok(())
+}
+
+/// Real input tokens and row slots (`batch * seq`, padding included) of each of the first
+/// `steps` optimizer steps, from the same example order and collation as the trainer.
+fn step_layout(config: &TrainConfig, steps: usize) -> Result<Vec<(usize, usize)>, Box<dyn Error>> {
+    let loaded = LoadedModel::resolve(&config.run.model, &Device::flex())?;
+    let b = &config.batch;
+    let examples = load_split(
+        &config.run.data,
+        "train",
+        loaded.tokenizer()?,
+        b.max_seq_len,
+        config.run.completion_only,
+    )?;
+    let per_epoch = examples.len().div_ceil(b.batch);
+    let mut out = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let order = epoch_order(examples.len(), config.run.seed, (step / per_epoch) as u64);
+        let first = (step % per_epoch) * b.batch;
+        let batch: Vec<&Example> = order[first..(first + b.batch).min(order.len())]
+            .iter()
+            .map(|&i| &examples[i])
+            .collect();
+        let (mut real, mut slots) = (0, 0);
+        for chunk in batch.chunks(b.micro_batch) {
+            let mb = if b.packing {
+                collate_packed(chunk, b.max_seq_len, 0, None)
+            } else {
+                collate(chunk, 0, None)
+            };
+            real += mb.input_tokens;
+            slots += mb.forward.batch * mb.forward.seq;
+        }
+        out.push((real, slots));
+    }
+    Ok(out)
 }

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 pub struct TrainConfig {
     /// Model, data, device, seed and length of the run.
     pub run: RunConfig,
-    /// The adapters.
+    /// The adapters (`run.mode = "lora"`; PEFT's defaults when the section is omitted).
+    #[serde(default)]
     pub lora: LoraConfig,
     /// AdamW.
     #[serde(default)]
@@ -57,6 +58,21 @@ pub struct RunConfig {
     /// Loss on completion tokens only (prompt masked); false trains on every token.
     #[serde(default = "yes")]
     pub completion_only: bool,
+    /// `lora` (adapters on a frozen base) or `full` (every weight; continued
+    /// pre-training on raw text uses this with a `text` dataset).
+    #[serde(default)]
+    pub mode: TrainMode,
+}
+
+/// What a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainMode {
+    /// LoRA adapters; the base weights stay frozen. The run folder holds a PEFT adapter.
+    #[default]
+    Lora,
+    /// Every weight. The run folder holds a complete Hugging Face model folder.
+    Full,
 }
 
 /// `[optim]`: AdamW as `torch.optim.AdamW`, with its defaults spelled out.
@@ -128,6 +144,11 @@ pub struct BatchConfig {
     pub micro_batch: usize,
     /// Longest example in tokens; longer ones are truncated.
     pub max_seq_len: usize,
+    /// Pack each micro-batch's examples into rows of up to `max_seq_len` tokens (first-fit
+    /// decreasing), with attention kept inside each example and positions restarting, so
+    /// less of the batch is padding. The examples per step and the loss are the same as
+    /// without packing; validation is never packed.
+    pub packing: bool,
 }
 
 impl Default for BatchConfig {
@@ -136,6 +157,7 @@ impl Default for BatchConfig {
             batch: 8,
             micro_batch: 8,
             max_seq_len: 256,
+            packing: false,
         }
     }
 }

@@ -61,6 +61,9 @@ pub enum Error {
     /// The model crate failed (loading, forward, adapter files).
     #[error(transparent)]
     Model(#[from] ctiforge_model::Error),
+    /// A weight of the model could not be read, written or placed (full training).
+    #[error("model weights: {0}")]
+    Weights(String),
     /// The data-prep crate failed reading the dataset.
     #[error(transparent)]
     Dataset(#[from] ctiforge_data_prep::Error),

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod full;
 pub mod optim;
 pub mod trainer;
 

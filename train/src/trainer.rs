@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use ctiforge_model::adapter::{self, LoraMatrix, peft_name};
+use ctiforge_model::adapter::{LoraMatrix, peft_name};
 use ctiforge_model::lora::{self, AdapterValues, splitmix};
 use ctiforge_model::transformer::{CausalLm, to_host};
 use ctiforge_model::weights::{Checkpoint, HostTensor, SaveDtype, write_safetensors};
@@ -23,9 +23,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, TrainMode};
 use crate::data::{Example, MicroBatch, collate, load_split};
 use crate::error::{Error, Result};
+use crate::full::Trainable;
 use crate::optim::{ParamState, adamw_step, clip, global_norm, learning_rate};
 
 /// Per-step metrics file.
@@ -150,7 +151,9 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     let loaded = LoadedModel::resolve(&config.run.model, &device)?;
     let tokenizer = loaded.tokenizer()?.clone();
     let base_model_hash = model_hash(&loaded.dir)?;
-    config.lora.validate(loaded.model.layers.len())?;
+    if config.run.mode == TrainMode::Lora {
+        config.lora.validate(loaded.model.layers.len())?;
+    }
     let bs = &config.batch;
     let train_set = load_split(
         &config.run.data,
@@ -186,12 +189,24 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     let mut best: Option<(u64, f64)> = None;
     let mut stale_evals = 0u64;
     let mut resumed_val: Option<f64> = None;
+    let (trainable, init_params) = match config.run.mode {
+        TrainMode::Lora => {
+            let layout = lora::init_adapters(&loaded.model, &config.lora, 0)?;
+            let init = lora::init_adapters(&loaded.model, &config.lora, config.run.seed)?;
+            let t = Trainable::Lora {
+                config: config.lora.clone(),
+                layout,
+            };
+            (t, to_params(&init))
+        }
+        TrainMode::Full => Trainable::full(&loaded.model)?,
+    };
     let (mut params, mut step, initial_val_loss) = if opts.resume {
         let ckpt = latest_checkpoint(out)?.ok_or_else(|| Error::Resume {
             path: out.to_path_buf(),
             message: "no checkpoint to resume from in checkpoints/".to_owned(),
         })?;
-        let (params, state) = read_checkpoint(&ckpt)?;
+        let (params, state) = read_checkpoint(&ckpt, &trainable)?;
         if state.seed != config.run.seed || state.total_steps != total {
             return Err(Error::Resume {
                 path: ckpt,
@@ -208,17 +223,16 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
         (params, state.step, state.initial_val_loss)
     } else {
         let _ = std::fs::remove_file(out.join(METRICS_FILE));
-        let init = lora::init_adapters(&loaded.model, &config.lora, config.run.seed)?;
-        let model = lora::install_adapters(loaded.model.clone(), &config.lora, &init)?;
+        let model = trainable.model(&loaded.model, &init_params)?;
         let v = evaluate(&model, &val_set, bs.micro_batch, pad, window)?;
         tracing::info!(val_loss = v, "validation loss before training");
-        (to_params(&init), 0, v)
+        (init_params, 0, v)
     };
     write_text(
         &out.join(CONFIG_FILE),
         &serialised(&out.join(CONFIG_FILE), toml::to_string(config))?,
     )?;
-    let layout: Vec<AdapterValues> = lora::init_adapters(&loaded.model, &config.lora, 0)?;
+    let base_dir = loaded.dir.clone();
     let base = loaded.model;
     let mut last_loss = f64::NAN;
     let mut last_val = resumed_val.unwrap_or(initial_val_loss);
@@ -235,12 +249,15 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
             .map(|&i| &train_set[i])
             .collect();
         let loss_tokens: usize = batch.iter().map(|e| e.loss_tokens()).sum();
-        let mut model =
-            lora::install_adapters(base.clone(), &config.lora, &from_params(&layout, &params))?;
+        let mut model = trainable.model(&base, &params)?;
         let mut grads: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.value.len()]).collect();
         let (mut loss, mut input_tokens) = (0.0f64, 0usize);
         for (k, chunk) in batch.chunks(bs.micro_batch).enumerate() {
-            let mb = collate(chunk, pad, window);
+            let mb = if bs.packing {
+                crate::data::collate_packed(chunk, bs.max_seq_len, pad, window)
+            } else {
+                collate(chunk, pad, window)
+            };
             input_tokens += mb.input_tokens;
             lora::set_dropout_seed(
                 &mut model,
@@ -251,13 +268,8 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
             let l = weighted_loss(&model, &mb, 1.0 / loss_tokens.max(1) as f32)?;
             let g = l.backward();
             loss += f64::from(to_host(l)?[0]);
-            for (slot, ad) in grads.chunks_mut(2).zip(adapters_of(&model)) {
-                if let Some(ga) = ad.lora_a.val().grad(&g) {
-                    add(&mut slot[0], &to_host(ga)?);
-                }
-                if let Some(gb) = ad.lora_b.val().grad(&g) {
-                    add(&mut slot[1], &to_host(gb)?);
-                }
+            for (slot, g) in grads.iter_mut().zip(trainable.grads(&model, &g)?) {
+                add(slot, &g);
             }
         }
         step += 1;
@@ -286,8 +298,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
         };
         let every = |n: u64| n > 0 && step % n == 0;
         if every(config.eval.every_steps) || step == total {
-            let model =
-                lora::install_adapters(base.clone(), &config.lora, &from_params(&layout, &params))?;
+            let model = trainable.model(&base, &params)?;
             let v = evaluate(&model, &val_set, bs.micro_batch, pad, window)?;
             last_val = v;
             metrics.val_loss = Some(v);
@@ -296,7 +307,10 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
                 best = Some((step, v));
                 stale_evals = 0;
                 if config.eval.keep_best {
-                    save_best(out, config, &layout, &params)?;
+                    let dir = out.join(BEST_DIR);
+                    atomic_dir(&dir, |tmp| {
+                        trainable.save_final(tmp, &base, &base_dir, &config.run.model, &params)
+                    })?;
                 }
             } else {
                 stale_evals += 1;
@@ -338,7 +352,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
                 stale_evals,
                 last_val: Some(last_val),
             };
-            write_checkpoint(out, config, &layout, &params, &state, &config.run.model)?;
+            write_checkpoint(out, config, &trainable, &params, &state)?;
         }
         if opts.halt_after == Some(step) {
             return Err(Error::Halted { step });
@@ -355,21 +369,20 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     }
 
     let best_dir = out.join(BEST_DIR);
-    let adapter_is_best =
-        config.eval.keep_best && best_dir.join(adapter::ADAPTER_WEIGHTS_FILE).is_file();
+    let adapter_is_best = config.eval.keep_best && best_dir.is_dir();
     if adapter_is_best {
-        for name in [adapter::ADAPTER_CONFIG_FILE, adapter::ADAPTER_WEIGHTS_FILE] {
-            let tmp = out.join(format!(".{name}.tmp"));
-            std::fs::copy(best_dir.join(name), &tmp).map_err(|e| Error::io(&tmp, e))?;
+        let entries = std::fs::read_dir(&best_dir).map_err(|e| Error::io(&best_dir, e))?;
+        for entry in entries {
+            let src = entry.map_err(|e| Error::io(&best_dir, e))?.path();
+            let Some(name) = src.file_name() else {
+                continue;
+            };
+            let tmp = out.join(format!(".{}.tmp", name.to_string_lossy()));
+            std::fs::copy(&src, &tmp).map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, out.join(name)).map_err(|e| Error::io(out.join(name), e))?;
         }
     } else {
-        adapter::save_adapter(
-            out,
-            &config.lora,
-            &from_params(&layout, &params),
-            &config.run.model,
-        )?;
+        trainable.save_final(out, &base, &base_dir, &config.run.model, &params)?;
     }
     let summary = RunSummary {
         steps: step,
@@ -390,27 +403,20 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     Ok(summary)
 }
 
-/// Writes the current adapter to `OUT/best/` (through a temporary folder and a rename).
-fn save_best(
-    out: &Path,
-    config: &TrainConfig,
-    layout: &[AdapterValues],
-    params: &[ParamState],
-) -> Result<()> {
-    let dir = out.join(BEST_DIR);
-    let tmp = out.join(format!(".{BEST_DIR}.partial"));
+/// Fills `dir` through a temporary sibling folder and a rename, replacing what was there.
+fn atomic_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.with_file_name(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    adapter::save_adapter(
-        &tmp,
-        &config.lora,
-        &from_params(layout, params),
-        &config.run.model,
-    )?;
+    fill(&tmp)?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Warns when the dataset's token counts came from another tokenizer than the model's:
@@ -435,18 +441,6 @@ fn check_tokenizer(data: &Path, tokenizer: &ctiforge_model::CtiTokenizer) {
              model's; rows may be truncated differently than prep reported"
         );
     }
-}
-
-fn adapters_of(model: &CausalLm) -> Vec<&lora::LowRank> {
-    let mut out = Vec::new();
-    for layer in &model.layers {
-        for t in lora::LoraTarget::ALL {
-            if let Some(l) = lora::projection(layer, t).lora.as_ref() {
-                out.push(l);
-            }
-        }
-    }
-    out
 }
 
 fn add(acc: &mut [f32], g: &[f32]) {
@@ -512,18 +506,6 @@ fn to_params(adapters: &[AdapterValues]) -> Vec<ParamState> {
                     a.lora_b.clone(),
                 ),
             ]
-        })
-        .collect()
-}
-
-fn from_params(layout: &[AdapterValues], params: &[ParamState]) -> Vec<AdapterValues> {
-    layout
-        .iter()
-        .zip(params.chunks(2))
-        .map(|(l, p)| AdapterValues {
-            lora_a: p[0].value.clone(),
-            lora_b: p[1].value.clone(),
-            ..l.clone()
         })
         .collect()
 }
@@ -597,17 +579,16 @@ fn checkpoint_name(step: u64) -> String {
 fn write_checkpoint(
     out: &Path,
     config: &TrainConfig,
-    layout: &[AdapterValues],
+    trainable: &Trainable,
     params: &[ParamState],
     state: &TrainerState,
-    base_model: &str,
 ) -> Result<()> {
     let root = out.join(CHECKPOINTS_DIR);
     let final_dir = root.join(checkpoint_name(state.step));
     let tmp = root.join(format!(".{}.partial", checkpoint_name(state.step)));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    adapter::save_adapter(&tmp, &config.lora, &from_params(layout, params), base_model)?;
+    trainable.save_checkpoint(&tmp, params, &config.run.model)?;
     let mut moments = BTreeMap::new();
     for p in params {
         let n = p.value.len();
@@ -669,47 +650,23 @@ pub fn latest_checkpoint(out: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(out)?.pop())
 }
 
-fn read_checkpoint(dir: &Path) -> Result<(Vec<ParamState>, TrainerState)> {
+fn read_checkpoint(dir: &Path, trainable: &Trainable) -> Result<(Vec<ParamState>, TrainerState)> {
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
     let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Resume {
         path: state_path.clone(),
         message: format!("not a trainer state: {e}"),
     })?;
-    let weights = Checkpoint::open_files(&[dir.join(adapter::ADAPTER_WEIGHTS_FILE)])?;
     let moments = Checkpoint::open_files(&[dir.join(OPTIMIZER_FILE)])?;
     let mut params = Vec::new();
-    let mut names: Vec<&str> = weights.names();
-    // PEFT names sort layer-lexicographically; restore the trainer's order (layer, target).
-    names.sort_by_key(|n| param_order(n));
-    for name in names {
-        let (shape, _) = weights.info(name).ok_or_else(|| Error::Resume {
-            path: dir.to_path_buf(),
-            message: format!("tensor {name} vanished"),
-        })?;
-        let value = weights.read_f32(name, &shape)?;
+    for (name, value) in trainable.load_checkpoint(dir)? {
         let n = value.len();
-        let mut p = ParamState::new(name.to_owned(), value);
+        let mut p = ParamState::new(name.clone(), value);
         p.exp_avg = moments.read_f32(&format!("{name}.exp_avg"), &[n])?;
         p.exp_avg_sq = moments.read_f32(&format!("{name}.exp_avg_sq"), &[n])?;
         params.push(p);
     }
     Ok((params, state))
-}
-
-/// Sort key of a PEFT tensor name: (layer, target index, A before B).
-fn param_order(name: &str) -> (usize, usize, bool) {
-    let layer = name
-        .split("layers.")
-        .nth(1)
-        .and_then(|r| r.split('.').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(usize::MAX);
-    let target = lora::LoraTarget::ALL
-        .iter()
-        .position(|t| name.contains(&format!(".{}.", t.as_str())))
-        .unwrap_or(usize::MAX);
-    (layer, target, name.contains("lora_B"))
 }
 
 /// SHA-256 over `config.json`'s bytes and the weight files' names and sizes (cheap for

@@ -1,6 +1,7 @@
 //! End-to-end training on a TRAM dataset prepared from the bundled sources with the bundled
 //! tiny Llama (aidreams260K): the loss falls, a killed run resumes to the same losses, the
-//! base weights stay bit-identical, and the shipped recipe parses.
+//! base weights stay bit-identical, the shipped recipe parses, and sequence packing changes
+//! the padding but not the losses.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -8,6 +9,8 @@ use std::sync::OnceLock;
 use ctiforge_data_prep::config::PrepConfig;
 use ctiforge_data_prep::{Options, prepare};
 use ctiforge_model::weights::Checkpoint;
+use ctiforge_train::data::{Example, collate, collate_packed, load_split};
+use ctiforge_train::trainer::epoch_order;
 use ctiforge_train::{Error, RunOptions, TrainConfig, read_metrics, train};
 
 fn root() -> PathBuf {
@@ -209,4 +212,174 @@ fn an_empty_resume_folder_is_explained() {
     };
     let err = train(&cfg, tmp.path(), &opts).expect_err("nothing to resume");
     assert!(err.to_string().contains("no checkpoint"), "{err}");
+}
+
+/// The CTI prose corpus (continued pre-training rows), prepared once per test binary.
+fn corpus() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = root().join("configs/prep/cti-corpus.toml");
+        let text = std::fs::read_to_string(&path).expect("recipe");
+        let cfg = PrepConfig::from_toml(&text, &path).expect("recipe");
+        let out = tmp.path().join("corpus");
+        let opts = Options {
+            base_dir: root(),
+            force: false,
+        };
+        prepare(&cfg, &out, &opts).expect("prepare");
+        (tmp, out)
+    })
+    .1
+}
+
+#[test]
+fn full_training_resumes_exactly_and_writes_a_base_for_lora() {
+    let model = root().join("datasets/models/aidreams260K");
+    let sets: Vec<String> = vec![
+        format!("run.model={:?}", model.display().to_string()),
+        format!("run.data={:?}", corpus().display().to_string()),
+        "run.max_steps=6".into(),
+        "batch.batch=4".into(),
+        "batch.micro_batch=4".into(),
+        "batch.max_seq_len=64".into(),
+        "eval.every_steps=0".into(),
+        "eval.max_examples=16".into(),
+        "checkpoint.every_steps=2".into(),
+        "schedule.warmup_steps=1".into(),
+    ];
+    let cfg = TrainConfig::from_file(&root().join("configs/train/cti-cpt.toml"), &sets)
+        .expect("the shipped continued-pre-training recipe");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let full = tmp.path().join("full");
+    let summary = train(&cfg, &full, &RunOptions::default()).expect("train");
+    assert!(
+        summary.final_val_loss < summary.initial_val_loss,
+        "{summary:?}"
+    );
+
+    // Killed after step 3 and resumed from the step-2 checkpoint: the same losses and
+    // the same final weights.
+    let killed = tmp.path().join("killed");
+    let halt = RunOptions {
+        halt_after: Some(3),
+        ..RunOptions::default()
+    };
+    assert!(matches!(
+        train(&cfg, &killed, &halt),
+        Err(Error::Halted { step: 3 })
+    ));
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    train(&cfg, &killed, &resume).expect("resume");
+    let losses = |dir: &Path| -> Vec<(u64, f64)> {
+        read_metrics(dir)
+            .expect("metrics")
+            .iter()
+            .map(|m| (m.step, m.loss))
+            .collect()
+    };
+    assert_eq!(losses(&killed), losses(&full));
+    let a = Checkpoint::open_files(&[full.join("model.safetensors")]).expect("a");
+    let b = Checkpoint::open_files(&[killed.join("model.safetensors")]).expect("b");
+    let base = Checkpoint::open_files(&[model.join("model.safetensors")]).expect("base");
+    let mut changed = 0;
+    for name in a.names() {
+        let (shape, _) = a.info(name).expect("info");
+        let wa = a.read_f32(name, &shape).expect("a");
+        assert_eq!(wa, b.read_f32(name, &shape).expect("b"), "{name}");
+        if wa != base.read_f32(name, &shape).expect("base") {
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, a.names().len(), "every weight trained");
+
+    // The run folder is a model folder: a LoRA run takes it as its base.
+    let lora = config(&[
+        &format!("run.model={:?}", full.display().to_string()),
+        "run.max_steps=2",
+        "batch.batch=4",
+        "batch.micro_batch=4",
+        "batch.max_seq_len=96",
+        "eval.every_steps=0",
+        "eval.max_examples=8",
+        "checkpoint.every_steps=0",
+    ]);
+    let s = train(&lora, &tmp.path().join("lora"), &RunOptions::default()).expect("lora");
+    assert_eq!(s.steps, 2);
+}
+
+#[test]
+fn packing_gives_the_same_losses_with_less_padding() {
+    // Dropout off: its masks are drawn over the micro-batch's shape, which packing changes.
+    let sets = [
+        "run.max_steps=4",
+        "batch.batch=16",
+        "batch.micro_batch=8",
+        "batch.max_seq_len=256",
+        "lora.dropout=0.0",
+        "eval.every_steps=0",
+        "eval.max_examples=8",
+        "checkpoint.every_steps=0",
+        "schedule.warmup_steps=0",
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |packing: bool| {
+        let mut all = sets.to_vec();
+        let flag = format!("batch.packing={packing}");
+        all.push(&flag);
+        let cfg = config(&all);
+        assert_eq!(cfg.batch.packing, packing);
+        let out = tmp.path().join(flag);
+        train(&cfg, &out, &RunOptions::default()).expect("train");
+        read_metrics(&out).expect("metrics")
+    };
+    let (plain, packed) = (run(false), run(true));
+    assert_eq!(plain.len(), 4);
+    assert_eq!(packed.len(), 4);
+    for (a, b) in plain.iter().zip(&packed) {
+        let rel = |x: f64, y: f64| (x - y).abs() / x.abs().max(1e-12);
+        eprintln!(
+            "step {}: loss {:.7} / {:.7}, grad norm {:.6} / {:.6}",
+            a.step, a.loss, b.loss, a.grad_norm, b.grad_norm
+        );
+        assert!(
+            rel(a.loss, b.loss) < 1e-4 && rel(a.grad_norm, b.grad_norm) < 1e-3,
+            "step {}: loss {} vs {}, grad norm {} vs {}",
+            a.step,
+            a.loss,
+            b.loss,
+            a.grad_norm,
+            b.grad_norm
+        );
+    }
+
+    // The same micro-batches, collated both ways: packing leaves fewer padding slots.
+    let cfg = config(&sets);
+    let model =
+        ctiforge_model::LoadedModel::resolve(&cfg.run.model, &ctiforge_model::Device::flex())
+            .expect("model");
+    let tok = model.tokenizer().expect("tokenizer");
+    let bs = &cfg.batch;
+    let examples = load_split(&cfg.run.data, "train", tok, bs.max_seq_len, true).expect("data");
+    let order = epoch_order(examples.len(), cfg.run.seed, 0);
+    let (mut plain_pad, mut packed_pad, mut real) = (0, 0, 0);
+    for chunk in order[..4 * bs.batch].chunks(bs.micro_batch) {
+        let chunk: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
+        let a = collate(&chunk, 0, None);
+        let b = collate_packed(&chunk, bs.max_seq_len, 0, None);
+        assert_eq!(
+            (a.loss_tokens, a.input_tokens),
+            (b.loss_tokens, b.input_tokens)
+        );
+        plain_pad += a.padded_tokens();
+        packed_pad += b.padded_tokens();
+        real += a.input_tokens;
+    }
+    eprintln!(
+        "padding slots over 4 steps: {plain_pad} unpacked, {packed_pad} packed ({real} real)"
+    );
+    assert!(packed_pad < plain_pad, "{packed_pad} >= {plain_pad}");
 }

@@ -3,8 +3,10 @@
 //! fmt → markers → clippy → docs → reference envs → tests. The tests run with
 //! `--include-ignored`, which brings in the parity tests against independent references:
 //! Hugging Face `transformers`, `rouge-score`/`sacrebleu`/`seqeval`/scikit-learn, a real
-//! MLflow server, and gguf-py with llama.cpp. Each lives in a cached virtual environment
-//! made by a script in `ci/` and reaches the tests as an interpreter path in a variable.
+//! MLflow server, and gguf-py with llama.cpp; and the rendering test of `report.html` in
+//! headless Chromium. Each lives in a cached virtual environment (Chromium: a system
+//! package) made by a script in `ci/` and reaches the tests as an interpreter (or browser)
+//! path in a variable.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,11 +21,13 @@ pub const REF_PYTHON_VAR: &str = "CTIFORGE_REF_PYTHON";
 
 /// The reference environments: the script that creates one (once, cached under
 /// `~/.cache/ctiforge`) and prints its interpreter, and the variable the tests read it from.
-pub const REFERENCES: [(&str, &str); 4] = [
+/// `ci/setup-chromium.sh` installs Debian's `chromium` instead and prints the browser.
+pub const REFERENCES: [(&str, &str); 5] = [
     ("ci/setup-reference.sh", REF_PYTHON_VAR),
     ("ci/setup-evalref.sh", "CTIFORGE_EVALREF_PYTHON"),
     ("ci/setup-mlflow.sh", "CTIFORGE_MLFLOW_PYTHON"),
     ("ci/setup-gguf.sh", "CTIFORGE_GGUF_PYTHON"),
+    ("ci/setup-chromium.sh", "CTIFORGE_CHROMIUM"),
 ];
 
 /// Options of `cargo xtask ci`.
