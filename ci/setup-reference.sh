@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Creates (once) the cached Python environment that holds the independent reference
 # implementations used by the `#[ignore]`d parity tests: Hugging Face `transformers` on
-# PyTorch (CPU). The environment lives outside the clone, keyed by the pinned versions,
-# so CI and later sessions reuse it. Prints the interpreter path on stdout.
+# PyTorch (CPU), plus Hugging Face `peft` for the LoRA adapter tests. The environment lives
+# outside the clone, keyed by the torch and transformers pins, so CI and later sessions
+# reuse it; `peft` (small) is added to an existing environment when missing or at another
+# version. Prints the interpreter path on stdout.
 set -euo pipefail
 
 TORCH_VERSION="2.9.1"
 TRANSFORMERS_VERSION="4.57.6"
+# peft 0.18.1 supports transformers 4.57 and torch 2.9; it needs accelerate (and psutil).
+PEFT_VERSION="0.18.1"
+ACCELERATE_VERSION="1.12.0"
+PSUTIL_VERSION="7.2.2"
 ROOT="${CTIFORGE_CACHE:-$HOME/.cache/ctiforge}"
 VENV="$ROOT/ref-torch${TORCH_VERSION}-tf${TRANSFORMERS_VERSION}"
 
@@ -20,5 +26,15 @@ if [ ! -f "$VENV/.complete" ]; then
         "safetensors" "numpy" "tokenizers" "jinja2" >&2
     "$VENV/bin/python" -c "import torch, transformers; print(torch.__version__, transformers.__version__)" >&2
     touch "$VENV/.complete"
+fi
+
+# Not part of the directory key (that would re-download torch): checked on every run.
+if ! "$VENV/bin/python" -c "import sys, peft; sys.exit(peft.__version__ != '${PEFT_VERSION}')" \
+    >/dev/null 2>&1; then
+    echo "setup-reference: installing peft ${PEFT_VERSION} into $VENV" >&2
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+        "peft==${PEFT_VERSION}" "accelerate==${ACCELERATE_VERSION}" \
+        "psutil==${PSUTIL_VERSION}" >&2
+    "$VENV/bin/python" -c "import peft; print('peft', peft.__version__)" >&2
 fi
 echo "$VENV/bin/python"

@@ -788,6 +788,15 @@ fn print_summary(s: &Value) {
         "dataset     {} rows kept ({} read, {} rejected); splits {}",
         d["counts"]["kept"], d["counts"]["read"], d["counts"]["rejected"], d["splits"]
     );
+    let pt = &s["pretrain"];
+    if !pt.is_null() {
+        println!(
+            "pretrain    {} steps on the corpus, validation loss {} -> {}",
+            pt["steps"],
+            num(&pt["initial_val_loss"]),
+            num(&pt["final_val_loss"])
+        );
+    }
     let t = &s["train"];
     println!(
         "train       {} steps, validation loss {} -> {}",

@@ -70,9 +70,11 @@ pub fn peft_config_json(config: &LoraConfig, base_model: &str) -> Value {
 /// Parses a PEFT `adapter_config.json` object into a [`LoraConfig`].
 ///
 /// # Errors
-/// [`Error::Config`] naming the field when it is missing, malformed, or asks for a PEFT
-/// feature this crate does not implement (DoRA, per-module rank/alpha patterns, trained
-/// biases, modules to save, a non-LoRA adapter).
+/// [`Error::Config`] naming the field when it is missing or malformed, or naming every
+/// PEFT option set that this crate does not implement (see [`UNSUPPORTED_OPTIONS`]; also
+/// a `bias` other than `"none"` and a non-LoRA adapter). Keys that do not change what the
+/// adapter computes (`fan_in_fan_out`, which PEFT resets for `nn.Linear`; `init_lora_weights`,
+/// `inference_mode`, `peft_version`, ...) are ignored.
 pub fn parse_peft_config(value: &Value, origin: &Path) -> Result<LoraConfig> {
     let bad = |msg: String| Error::config(origin, msg);
     let peft_type = value
@@ -120,6 +122,12 @@ pub fn parse_peft_config(value: &Value, origin: &Path) -> Result<LoraConfig> {
             out.dedup();
             out
         }
+        Some(Value::String(s)) => {
+            return Err(bad(format!(
+                "field target_modules: the regular expression {s:?} is not supported; list \
+                 the module names (q_proj, v_proj, ...)"
+            )));
+        }
         _ => {
             return Err(bad(
                 "field target_modules: expected a list of module names or \"all-linear\""
@@ -146,38 +154,13 @@ pub fn parse_peft_config(value: &Value, origin: &Path) -> Result<LoraConfig> {
             ));
         }
     };
-    if value.get("use_dora").and_then(Value::as_bool) == Some(true) {
-        return Err(bad(
-            "use_dora is true: DoRA adapters are not supported".to_owned()
-        ));
-    }
-    for key in ["rank_pattern", "alpha_pattern"] {
-        if value
-            .get(key)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(bad(format!(
-                "field {key}: per-module patterns are not supported"
-            )));
-        }
-    }
-    if let Some(bias) = value
-        .get("bias")
-        .and_then(Value::as_str)
-        .filter(|b| *b != "none")
-    {
+    let refused = unsupported_options(value);
+    if !refused.is_empty() {
         return Err(bad(format!(
-            "bias {bias:?}: only bias \"none\" is supported"
+            "unsupported PEFT options: {}; only plain LoRA on the decoder projections is \
+             supported",
+            refused.join("; ")
         )));
-    }
-    if value
-        .get("modules_to_save")
-        .is_some_and(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(bad(
-            "modules_to_save: fully trained extra modules are not supported".into(),
-        ));
     }
     Ok(LoraConfig {
         rank,
@@ -187,6 +170,49 @@ pub fn parse_peft_config(value: &Value, origin: &Path) -> Result<LoraConfig> {
         use_rslora,
         layers,
     })
+}
+
+/// PEFT `adapter_config.json` keys that change what an adapter computes and that this
+/// crate does not implement, with what each enables. Each is refused unless absent, null,
+/// false or empty.
+pub const UNSUPPORTED_OPTIONS: [(&str, &str); 12] = [
+    ("use_dora", "DoRA adapters"),
+    ("lora_bias", "a trained bias on lora_B"),
+    ("modules_to_save", "fully trained extra modules"),
+    ("rank_pattern", "per-module ranks"),
+    ("alpha_pattern", "per-module alphas"),
+    ("exclude_modules", "modules excluded from target_modules"),
+    ("layer_replication", "replicated layers"),
+    ("trainable_token_indices", "trained token embeddings"),
+    ("target_parameters", "adapters on bare parameters"),
+    ("alora_invocation_tokens", "activated LoRA (aLoRA)"),
+    ("use_qalora", "QA-LoRA"),
+    ("arrow_config", "Arrow routing between adapters"),
+];
+
+/// Every option of `value` this crate cannot honour, described.
+fn unsupported_options(value: &Value) -> Vec<String> {
+    let is_set = |v: &Value| match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::Number(_) => true,
+    };
+    let mut out: Vec<String> = UNSUPPORTED_OPTIONS
+        .iter()
+        .filter(|(key, _)| value.get(key).is_some_and(is_set))
+        .map(|(key, what)| format!("{key} = {} ({what})", value[key]))
+        .collect();
+    if let Some(bias) = value
+        .get("bias")
+        .and_then(Value::as_str)
+        .filter(|b| *b != "none")
+    {
+        out.push(format!("bias = {bias:?} (trained biases; only \"none\")"));
+    }
+    out
 }
 
 /// Writes `adapters` and `config` into `dir` in PEFT's layout (both files atomically).
@@ -424,4 +450,106 @@ pub fn merge_to_folder(base_dir: &Path, adapter_dir: &Path, out: &Path) -> Resul
     tracing::info!(base = %base_dir.display(), adapter = %adapter_dir.display(),
         out = %out.display(), adapters = adapters.len(), "merged adapter into base weights");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `adapter_config.json` as peft 0.18.1's `save_pretrained` writes it.
+    const PEFT_0_18_CONFIG: &str = r#"{
+        "alora_invocation_tokens": null, "alpha_pattern": {}, "arrow_config": null,
+        "auto_mapping": null, "base_model_name_or_path": "aidreams260K", "bias": "none",
+        "corda_config": null, "ensure_weight_tying": false, "eva_config": null,
+        "exclude_modules": null, "fan_in_fan_out": false, "inference_mode": true,
+        "init_lora_weights": false, "layer_replication": null, "layers_pattern": null,
+        "layers_to_transform": [1, 3], "loftq_config": {}, "lora_alpha": 8.0,
+        "lora_bias": false, "lora_dropout": 0.0, "megatron_config": null,
+        "megatron_core": "megatron.core", "modules_to_save": null, "peft_type": "LORA",
+        "peft_version": "0.18.1", "qalora_group_size": 16, "r": 4, "rank_pattern": {},
+        "revision": null, "target_modules": ["v_proj", "down_proj", "q_proj"],
+        "target_parameters": null, "task_type": "CAUSAL_LM",
+        "trainable_token_indices": null, "use_dora": false, "use_qalora": false,
+        "use_rslora": true
+    }"#;
+
+    fn parse(text: &str) -> Result<LoraConfig> {
+        let value: Value = serde_json::from_str(text).expect("json");
+        parse_peft_config(&value, Path::new("adapter_config.json"))
+    }
+
+    #[test]
+    fn reads_the_config_peft_writes() {
+        let config = parse(PEFT_0_18_CONFIG).expect("parse");
+        assert_eq!(
+            config,
+            LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                dropout: 0.0,
+                targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down],
+                use_rslora: true,
+                layers: Some(vec![1, 3]),
+            }
+        );
+    }
+
+    #[test]
+    fn written_config_reads_back() {
+        let config = LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: LoraTarget::ALL.to_vec(),
+            use_rslora: false,
+            layers: Some(vec![0, 2]),
+        };
+        let value = peft_config_json(&config, "base");
+        for key in [
+            "peft_type",
+            "task_type",
+            "r",
+            "lora_alpha",
+            "target_modules",
+        ] {
+            assert!(value.get(key).is_some(), "{key} missing");
+        }
+        assert_eq!(value["fan_in_fan_out"], false);
+        assert_eq!(value["bias"], "none");
+        let back = parse_peft_config(&value, Path::new("x")).expect("parse");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn every_unsupported_option_is_named_at_once() {
+        let mut value: Value = serde_json::from_str(PEFT_0_18_CONFIG).expect("json");
+        value["use_dora"] = true.into();
+        value["lora_bias"] = true.into();
+        value["trainable_token_indices"] = json!([5, 6]);
+        value["exclude_modules"] = json!(["model.layers.1.self_attn.q_proj"]);
+        value["bias"] = "all".into();
+        let msg = parse_peft_config(&value, Path::new("adapter_config.json"))
+            .expect_err("refused")
+            .to_string();
+        for key in [
+            "use_dora",
+            "lora_bias",
+            "trainable_token_indices",
+            "exclude_modules",
+            "bias = \"all\"",
+            "adapter_config.json",
+        ] {
+            assert!(msg.contains(key), "{key} not named in: {msg}");
+        }
+    }
+
+    #[test]
+    fn regex_target_modules_is_refused_by_name() {
+        let mut value: Value = serde_json::from_str(PEFT_0_18_CONFIG).expect("json");
+        value["target_modules"] = ".*\\.(q_proj|v_proj)".into();
+        let msg = parse_peft_config(&value, Path::new("a"))
+            .expect_err("refused")
+            .to_string();
+        assert!(msg.contains("regular expression"), "{msg}");
+    }
 }

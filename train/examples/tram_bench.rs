@@ -19,7 +19,7 @@ use ctiforge_data_prep::dataset::read_split;
 use ctiforge_data_prep::{Options, prepare};
 use ctiforge_model::{Device, LoadedModel};
 use ctiforge_train::data::{Example, collate, collate_packed, load_split};
-use ctiforge_train::trainer::epoch_order;
+use ctiforge_train::trainer::step_batch;
 use ctiforge_train::{RunOptions, TrainConfig, read_metrics, train};
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -136,15 +136,13 @@ fn step_layout(config: &TrainConfig, steps: usize) -> Result<Vec<(usize, usize)>
         b.max_seq_len,
         config.run.completion_only,
     )?;
-    let per_epoch = examples.len().div_ceil(b.batch);
     let mut out = Vec::with_capacity(steps);
     for step in 0..steps {
-        let order = epoch_order(examples.len(), config.run.seed, (step / per_epoch) as u64);
-        let first = (step % per_epoch) * b.batch;
-        let batch: Vec<&Example> = order[first..(first + b.batch).min(order.len())]
-            .iter()
-            .map(|&i| &examples[i])
-            .collect();
+        let batch: Vec<&Example> =
+            step_batch(examples.len(), config.run.seed, b.batch, step as u64)
+                .into_iter()
+                .map(|i| &examples[i])
+                .collect();
         let (mut real, mut slots) = (0, 0);
         for chunk in batch.chunks(b.micro_batch) {
             let mb = if b.packing {

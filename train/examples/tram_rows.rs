@@ -1,19 +1,19 @@
-//! Writes the token ids the TRAM recipe (`configs/train/tram-lora.toml`) trains on, batch by
-//! batch in the trainer's order, as JSON lines, so that `ci/reference_lora_bench.py` can
-//! time Hugging Face PEFT on exactly the same micro-batches.
+//! Writes the token ids a training recipe trains on, batch by batch in the trainer's order,
+//! as JSON lines, so that `ci/reference_lora_bench.py` can time Hugging Face PEFT on exactly
+//! the same micro-batches (`cargo xtask bench-train` runs both).
 //!
 //! ```text
 //! cargo run -p ctiforge-train --example tram_rows -- OUT.jsonl [--steps 40]
+//!     [--model DIR] [--data DATASET] [--set key=value ...]
 //! ```
 //!
-//! One line per example: `{"step": s, "micro_batch": k, "tokens": [...], "loss_from": i}`,
-//! where `step` is the 0-based optimizer step, `micro_batch` its micro-batch and
-//! `loss_from` the index of the first token that carries loss (as `train::data::Example`).
-//! The dataset is prepared from the bundled sources into a temporary folder first (without
-//! the AnnoCTR source, as in `tram_bench`).
+//! The recipe is `configs/train/tram-lora.toml` with the `--set` overrides; the model
+//! defaults to the bundled aidreams260K (its tokenizer decides the ids). Without `--data`,
+//! the TRAM technique dataset is prepared from the bundled sources into a temporary folder
+//! first (without the AnnoCTR source, as in `tram_bench`). The line format is
+//! `ctiforge_train::trainer::write_step_rows`'s.
 
 use std::error::Error;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ctiforge_data_prep::config::PrepConfig;
@@ -21,17 +21,35 @@ use ctiforge_data_prep::{Options, prepare};
 use ctiforge_model::{Device, LoadedModel};
 use ctiforge_train::TrainConfig;
 use ctiforge_train::data::load_split;
-use ctiforge_train::trainer::epoch_order;
+use ctiforge_train::trainer::write_step_rows;
+
+struct Args {
+    out: PathBuf,
+    steps: u64,
+    model: Option<PathBuf>,
+    data: Option<PathBuf>,
+    sets: Vec<String>,
+}
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let (out, steps) = parse_args()?;
+    let args = parse_args()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("tram");
-    prepare_tram(&root, &data)?;
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => {
+            let d = tmp.path().join("tram");
+            prepare_tram(&root, &d)?;
+            d
+        }
+    };
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| root.join("datasets/models/aidreams260K"));
 
-    let config = TrainConfig::from_file(&root.join("configs/train/tram-lora.toml"), &[])?;
-    let loaded = LoadedModel::load(&root.join("datasets/models/aidreams260K"), &Device::flex())?;
+    let config = TrainConfig::from_file(&root.join("configs/train/tram-lora.toml"), &args.sets)?;
+    let loaded = LoadedModel::load(&model, &Device::flex())?;
     let examples = load_split(
         &data,
         "train",
@@ -39,57 +57,53 @@ fn main() -> Result<(), Box<dyn Error>> {
         config.batch.max_seq_len,
         config.run.completion_only,
     )?;
-    let (batch, micro) = (config.batch.batch, config.batch.micro_batch);
-    let steps_per_epoch = examples.len().div_ceil(batch) as u64;
-
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
-    for step in 0..steps {
-        // The same slice of the same epoch permutation as `train`.
-        let order = epoch_order(examples.len(), config.run.seed, step / steps_per_epoch);
-        let first = ((step % steps_per_epoch) as usize) * batch;
-        let rows = &order[first..(first + batch).min(order.len())];
-        for (k, chunk) in rows.chunks(micro).enumerate() {
-            for &i in chunk {
-                let e = &examples[i];
-                let line = serde_json::json!({
-                    "step": step,
-                    "micro_batch": k,
-                    "tokens": e.tokens,
-                    "loss_from": e.loss_from,
-                });
-                writeln!(file, "{line}")?;
-            }
-        }
-    }
-    file.flush()?;
+    write_step_rows(
+        &args.out,
+        &examples,
+        config.run.seed,
+        &config.batch,
+        args.steps,
+    )?;
     eprintln!(
-        "wrote {steps} steps of {batch} rows (micro-batches of {micro}) from {} training \
-         examples to {}",
+        "wrote {} steps of {} rows (micro-batches of {}) from {} training examples to {}",
+        args.steps,
+        config.batch.batch,
+        config.batch.micro_batch,
         examples.len(),
-        out.display()
+        args.out.display()
     );
     Ok(())
 }
 
-/// `OUT.jsonl [--steps N]`.
-fn parse_args() -> Result<(PathBuf, u64), Box<dyn Error>> {
+fn parse_args() -> Result<Args, Box<dyn Error>> {
     let mut out = None;
-    let mut steps = 40;
+    let mut parsed = Args {
+        out: PathBuf::new(),
+        steps: 40,
+        model: None,
+        data: None,
+        sets: Vec::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match a.as_str() {
-            "--steps" => {
-                steps = args.next().ok_or("--steps needs a number")?.parse()?;
-            }
+            "--steps" => parsed.steps = value("--steps")?.parse()?,
+            "--model" => parsed.model = Some(PathBuf::from(value("--model")?)),
+            "--data" => parsed.data = Some(PathBuf::from(value("--data")?)),
+            "--set" => parsed.sets.push(value("--set")?),
             _ if out.is_none() && !a.starts_with("--") => out = Some(PathBuf::from(a)),
             _ => {
-                return Err(
-                    format!("unexpected argument {a:?}: expected OUT.jsonl [--steps N]").into(),
-                );
+                return Err(format!(
+                    "unexpected argument {a:?}: expected OUT.jsonl [--steps N] [--model DIR] \
+                     [--data DATASET] [--set key=value]"
+                )
+                .into());
             }
         }
     }
-    Ok((out.ok_or("missing OUT.jsonl")?, steps))
+    parsed.out = out.ok_or("missing OUT.jsonl")?;
+    Ok(parsed)
 }
 
 /// Prepares the bundled TRAM technique data (without AnnoCTR) into `data`.

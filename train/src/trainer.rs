@@ -83,6 +83,10 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     /// Input tokens processed per second in this step.
     pub tokens_per_sec: f64,
+    /// Wall time of the step: forward, backward and optimizer update (0 in files written
+    /// before this field existed).
+    #[serde(default)]
+    pub step_secs: f64,
     /// Validation loss, on steps that evaluate.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
@@ -241,12 +245,9 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
     while step < total {
         let step_started = Instant::now();
         let lr = learning_rate(&config.schedule, config.optim.lr, step, total);
-        let epoch = step / steps_per_epoch;
-        let order = epoch_order(train_set.len(), config.run.seed, epoch);
-        let first = ((step % steps_per_epoch) as usize) * bs.batch;
-        let batch: Vec<&Example> = order[first..(first + bs.batch).min(order.len())]
-            .iter()
-            .map(|&i| &train_set[i])
+        let batch: Vec<&Example> = step_batch(train_set.len(), config.run.seed, bs.batch, step)
+            .into_iter()
+            .map(|i| &train_set[i])
             .collect();
         let loss_tokens: usize = batch.iter().map(|e| e.loss_tokens()).sum();
         let mut model = trainable.model(&base, &params)?;
@@ -285,6 +286,7 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
             None => global_norm(&grads),
         };
         adamw_step(&mut params, &grads, &config.optim, lr, step);
+        let step_secs = step_started.elapsed().as_secs_f64();
         last_loss = loss;
         let mut metrics = StepMetrics {
             step,
@@ -292,7 +294,8 @@ pub fn train(config: &TrainConfig, out: &Path, opts: &RunOptions) -> Result<RunS
             loss,
             lr,
             grad_norm,
-            tokens_per_sec: input_tokens as f64 / step_started.elapsed().as_secs_f64().max(1e-9),
+            tokens_per_sec: input_tokens as f64 / step_secs.max(1e-9),
+            step_secs,
             val_loss: None,
             val_ppl: None,
         };
@@ -455,6 +458,50 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(splitmix(seed ^ splitmix(epoch)));
     order.shuffle(&mut rng);
     order
+}
+
+/// The example indices of optimizer step `step` (0-based) in the order the trainer feeds
+/// them: the step's slice of its epoch's [`epoch_order`], `batch` long (shorter at an
+/// epoch's end), split into micro-batches in this order.
+pub fn step_batch(n: usize, seed: u64, batch: usize, step: u64) -> Vec<usize> {
+    let steps_per_epoch = n.div_ceil(batch).max(1) as u64;
+    let order = epoch_order(n, seed, step / steps_per_epoch);
+    let first = ((step % steps_per_epoch) as usize) * batch;
+    order[first.min(n)..(first + batch).min(n)].to_vec()
+}
+
+/// Writes the token ids of the first `steps` optimizer steps in the trainer's order as
+/// JSON lines, so that a reference implementation (Hugging Face PEFT in
+/// `ci/peft_reference.py`) can train on exactly the same micro-batches. One line per
+/// example: `{"step": s, "micro_batch": k, "tokens": [...], "loss_from": i}`, with `step`
+/// 0-based and `loss_from` as in [`Example`].
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_step_rows(
+    path: &Path,
+    examples: &[Example],
+    seed: u64,
+    batch: &crate::config::BatchConfig,
+    steps: u64,
+) -> Result<()> {
+    let mut text = String::new();
+    for step in 0..steps {
+        let rows = step_batch(examples.len(), seed, batch.batch, step);
+        for (k, chunk) in rows.chunks(batch.micro_batch).enumerate() {
+            for &i in chunk {
+                let line = serde_json::json!({
+                    "step": step,
+                    "micro_batch": k,
+                    "tokens": examples[i].tokens,
+                    "loss_from": examples[i].loss_from,
+                });
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+        }
+    }
+    write_text(path, &text)
 }
 
 /// `sum(weight * -log p(target))` over the micro-batch, times `scale`.

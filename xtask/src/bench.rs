@@ -13,7 +13,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::ci::reference_python;
-use crate::step::{Timings, capture, cargo, target_dir, workspace_root};
+use crate::step::{
+    Timings, capture, cargo, machine, replace_between, target_dir, today, workspace_root,
+};
 
 const START: &str = "<!-- bench:start -->";
 const END: &str = "<!-- bench:end -->";
@@ -44,21 +46,12 @@ const LLAMA_100M: [&str; 8] = [
 /// Fails if a model cannot be made, a benchmark fails, or the doc cannot be written.
 pub fn run(quick: bool) -> Result<()> {
     let mut t = Timings::default();
-    let dir = target_dir().join("bench");
     let python = t.step(
         "reference env",
         "bash ci/setup-reference.sh",
         reference_python,
     )?;
-    let corpus = t.step("corpus", "TRAM sentences", || {
-        crate::fixtures::write_corpus(&dir)
-    })?;
-    let big = dir.join("llama-100m");
-    if !big.join("model.safetensors").is_file() {
-        t.step("llama-100m", "ctiforge model init", || {
-            make_100m(&corpus, &big)
-        })?;
-    }
+    let big = llama_100m(&mut t)?;
     let repeats = if quick { 1 } else { 3 };
     let cases = [
         (
@@ -99,6 +92,25 @@ pub fn run(quick: bool) -> Result<()> {
     update_doc(&workspace_root().join("docs/benchmarks.md"), &table)?;
     eprintln!("\nbench done: {}", t.summary());
     Ok(())
+}
+
+/// The ~100M-parameter random Llama under `$CARGO_TARGET_DIR/bench/llama-100m`, made
+/// (with a 32k BPE tokenizer trained on TRAM sentences) when it is not there yet.
+///
+/// # Errors
+/// The corpus or the model cannot be written.
+pub fn llama_100m(t: &mut Timings) -> Result<PathBuf> {
+    let dir = target_dir().join("bench");
+    let big = dir.join("llama-100m");
+    if !big.join("model.safetensors").is_file() {
+        let corpus = t.step("corpus", "TRAM sentences", || {
+            crate::fixtures::write_corpus(&dir)
+        })?;
+        t.step("llama-100m", "ctiforge model init", || {
+            make_100m(&corpus, &big)
+        })?;
+    }
+    Ok(big)
 }
 
 fn make_100m(corpus: &Path, out: &Path) -> Result<()> {
@@ -210,27 +222,13 @@ fn render(rows: &[Row<'_>]) -> String {
     s
 }
 
-fn update_doc(path: &PathBuf, table: &str) -> Result<()> {
-    let doc =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
-        bail!("{} lacks the {START} / {END} markers", path.display());
-    };
-    let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d")).unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split(':').nth(1).map(|s| s.trim().to_owned()))
-        .unwrap_or_else(|| "unknown CPU".to_owned());
+fn update_doc(path: &Path, table: &str) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpu = machine();
+    let cpu = cpu.split(',').next().unwrap_or("unknown CPU");
     let body = format!(
-        "{START}\nMeasured {} on {cpu}, {cores} cores, with `cargo xtask bench`.\n\n{table}{END}",
-        date.trim()
+        "Measured {} on {cpu}, {cores} cores, with `cargo xtask bench`.\n\n{table}",
+        today()
     );
-    let new = format!("{}{}{}", &doc[..a], body, &doc[b + END.len()..]);
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+    replace_between(path, START, END, &body)
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::step::{Timings, capture, cargo, target_dir, workspace_root};
+use crate::step::{
+    Timings, capture, cargo, machine, replace_between, target_dir, today, workspace_root,
+};
 
 const START: &str = "<!-- bench-prep:start -->";
 const END: &str = "<!-- bench-prep:end -->";
@@ -374,48 +376,20 @@ fn render(rows: usize, ours: &Outcome, theirs: &Outcome) -> String {
 }
 
 /// `nproc`, the CPU model and `free -g`'s total memory, for the doc.
-fn machine() -> String {
-    let nproc = capture(&mut Command::new("nproc")).unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            let line = c.lines().find(|l| l.starts_with("model name"))?.to_owned();
-            Some(line.split_once(':')?.1.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let free = capture(Command::new("free").arg("-g")).unwrap_or_default();
-    let memory = free
-        .lines()
-        .find(|l| l.starts_with("Mem:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .map_or_else(|| "unknown".to_owned(), |g| format!("{g} GiB"));
-    format!(
-        "{cpu}, {} cores (`nproc`), {memory} memory (`free -g`)",
-        nproc.trim()
-    )
-}
-
 fn update_doc(path: &Path, rows: usize, table: &str) -> Result<()> {
-    let doc =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
-        bail!("{} lacks the {START} / {END} markers", path.display());
-    };
-    let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d")).unwrap_or_default();
     let command = if rows == DEFAULT_ROWS {
         "cargo xtask bench-prep".to_owned()
     } else {
         format!("cargo xtask bench-prep --rows {rows}")
     };
     let body = format!(
-        "{START}\nMeasured {} with `{command}` ({rows} rows).\nMachine: {}.\n\
+        "Measured {} with `{command}` ({rows} rows).\nMachine: {}.\n\
          Last row: ctiforge's seconds, rows/s and peak memory divided by pandas'.\n\n\
-         {table}{END}",
-        date.trim(),
+         {table}",
+        today(),
         machine()
     );
-    let new = format!("{}{}{}", &doc[..a], body, &doc[b + END.len()..]);
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+    replace_between(path, START, END, &body)
 }
 
 #[cfg(test)]

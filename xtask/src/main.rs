@@ -5,11 +5,14 @@
 //! - `cargo xtask fixtures`: regenerate the seeded tiny models under `target/fixtures/`.
 //! - `cargo xtask bench [--quick]`: throughput of ctiforge and of Hugging Face
 //!   `transformers` on the same weights, as a Markdown table for `docs/benchmarks.md`.
+//! - `cargo xtask bench-train [--quick]`: LoRA training throughput and peak memory of
+//!   ctiforge and of Hugging Face PEFT on the same model, recipe and micro-batches.
 //! - `cargo xtask bench-prep [--rows N]`: `ctiforge prep` against the same pipeline in
 //!   pandas on a synthetic corpus of N rows (default 1,000,000), for `docs/benchmarks.md`.
 
 mod bench;
 mod bench_prep;
+mod bench_train;
 mod ci;
 mod fixtures;
 mod markers;
@@ -25,6 +28,8 @@ commands:
   ci [--skip-reference]   fmt, markers, clippy, docs, tests (with the reference tests)
   fixtures                regenerate the seeded model fixtures under target/fixtures/
   bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)
+  bench-train [--quick]   ctiforge train vs Hugging Face PEFT: tokens/s and peak memory
+                          (docs/benchmarks.md)
   bench-prep [--rows N]   ctiforge prep vs pandas on N synthetic rows, default 1000000
                           (docs/benchmarks.md)
   demo [ARGS]             the demo pipeline (configs/pipeline/demo.toml); ARGS go to
@@ -58,6 +63,14 @@ fn run(args: Vec<String>) -> Result<()> {
                 other => bail!("bench: unknown flags {other:?}\n\n{USAGE}"),
             };
             bench::run(quick)
+        }
+        Some("bench-train") => {
+            let quick = match flags.as_slice() {
+                [] => false,
+                ["--quick"] => true,
+                other => bail!("bench-train: unknown flags {other:?}\n\n{USAGE}"),
+            };
+            bench_train::run(quick)
         }
         Some("bench-prep") => {
             let rows = match flags.as_slice() {

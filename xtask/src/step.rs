@@ -167,6 +167,59 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Today's date (UTC) as `YYYY-MM-DD`, or empty when `date` fails.
+pub fn today() -> String {
+    capture(Command::new("date").arg("-u").arg("+%Y-%m-%d"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The machine a benchmark ran on: CPU model, cores and memory.
+pub fn machine() -> String {
+    let nproc = capture(&mut Command::new("nproc")).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            let line = c.lines().find(|l| l.starts_with("model name"))?.to_owned();
+            Some(line.split_once(':')?.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let free = capture(Command::new("free").arg("-g")).unwrap_or_default();
+    let memory = free
+        .lines()
+        .find(|l| l.starts_with("Mem:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map_or_else(|| "unknown".to_owned(), |g| format!("{g} GiB"));
+    format!(
+        "{cpu}, {} cores (`nproc`), {memory} memory (`free -g`)",
+        nproc.trim()
+    )
+}
+
+/// Replaces what lies between the `start` and `end` marker lines of the file at `path`
+/// with `body` (the markers stay).
+///
+/// # Errors
+/// The file cannot be read or written, or lacks a marker.
+pub fn replace_between(path: &Path, start: &str, end: &str, body: &str) -> Result<()> {
+    let doc =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (Some(a), Some(b)) = (doc.find(start), doc.find(end)) else {
+        bail!("{} lacks the {start} / {end} markers", path.display());
+    };
+    if b < a {
+        bail!("{}: {end} comes before {start}", path.display());
+    }
+    let new = format!(
+        "{}{start}\n{}\n{end}{}",
+        &doc[..a],
+        body.trim_end(),
+        &doc[b + end.len()..]
+    );
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
