@@ -7,11 +7,14 @@
 //!   `transformers` on the same weights, as a Markdown table for `docs/benchmarks.md`.
 //! - `cargo xtask bench-train [--quick]`: LoRA training throughput and peak memory of
 //!   ctiforge and of Hugging Face PEFT on the same model, recipe and micro-batches.
+//! - `cargo xtask bench-registry [--size-mib N] [--repeats R]`: artifact upload/download
+//!   through a local MLflow server, ctiforge against `curl`, and ctiforge's peak memory.
 //! - `cargo xtask bench-prep [--rows N]`: `ctiforge prep` against the same pipeline in
 //!   pandas on a synthetic corpus of N rows (default 1,000,000), for `docs/benchmarks.md`.
 
 mod bench;
 mod bench_prep;
+mod bench_registry;
 mod bench_train;
 mod ci;
 mod fixtures;
@@ -30,6 +33,9 @@ commands:
   bench [--quick]         ctiforge vs transformers throughput table (docs/benchmarks.md)
   bench-train [--quick]   ctiforge train vs Hugging Face PEFT: tokens/s and peak memory
                           (docs/benchmarks.md)
+  bench-registry [--size-mib N] [--repeats R]
+                          artifact transfer through a local MLflow server, ctiforge vs
+                          curl, 1024 MiB x 3 by default (docs/benchmarks.md)
   bench-prep [--rows N]   ctiforge prep vs pandas on N synthetic rows, default 1000000
                           (docs/benchmarks.md)
   demo [ARGS]             the demo pipeline (configs/pipeline/demo.toml); ARGS go to
@@ -71,6 +77,29 @@ fn run(args: Vec<String>) -> Result<()> {
                 other => bail!("bench-train: unknown flags {other:?}\n\n{USAGE}"),
             };
             bench_train::run(quick)
+        }
+        Some("bench-registry") => {
+            let mut opts = bench_registry::Options::default();
+            let mut it = flags.iter();
+            while let Some(flag) = it.next() {
+                let value = it
+                    .next()
+                    .with_context(|| format!("bench-registry: {flag} needs a value"))?;
+                match *flag {
+                    "--size-mib" => {
+                        opts.size_mib = value.parse().with_context(|| {
+                            format!("bench-registry: --size-mib {value:?} is not a number")
+                        })?;
+                    }
+                    "--repeats" => {
+                        opts.repeats = value.parse().with_context(|| {
+                            format!("bench-registry: --repeats {value:?} is not a number")
+                        })?;
+                    }
+                    other => bail!("bench-registry: unknown flag {other:?}\n\n{USAGE}"),
+                }
+            }
+            bench_registry::run(&opts)
         }
         Some("bench-prep") => {
             let rows = match flags.as_slice() {
