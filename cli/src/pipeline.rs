@@ -496,10 +496,14 @@ pub fn execute(p: &PipelineFile, registry_uri: &str, force: bool) -> Result<Valu
             force: true,
         };
         let m = ctiforge_data_prep::prepare(&cfg, &data, &opts)?;
+        let splits: serde_json::Map<_, _> = m
+            .splits
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v.rows)))
+            .collect();
         Ok(json!({
             "dataset": data, "name": m.name, "fingerprint": m.fingerprint,
-            "counts": m.counts,
-            "splits": m.splits.iter().map(|(k, v)| (k.clone(), json!(v.rows))).collect::<serde_json::Map<_, _>>(),
+            "counts": m.counts, "splits": splits,
         }))
     })?;
     let data_fp = prep.result["fingerprint"].clone();

@@ -5,8 +5,8 @@
 //! - `likelihood`: for `technique_classification`, each candidate answer (`none` and the
 //!   most frequent techniques of the training split) is scored by the mean per-token
 //!   log-likelihood the model gives its rendered completion (and EOS) after the prompt, and
-//!   the best one is the prediction. Single-label by construction, deterministic, and it measures what the
-//!   model knows even when its free-form generation is poor.
+//!   the best one is the prediction. Single-label by construction, deterministic, and it
+//!   measures what the model knows even when its free-form generation is poor.
 
 use ctiforge_data_prep::Task;
 use ctiforge_data_prep::ioc;

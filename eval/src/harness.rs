@@ -163,7 +163,11 @@ pub fn read_partial(path: &Path, fingerprint: &str) -> Result<BTreeMap<String, R
         text.push('\n');
     }
     crate::report::write_atomic(path, text.as_bytes())?;
-    tracing::info!(file = %path.display(), answers = done.len(), "resuming from partial predictions");
+    tracing::info!(
+        file = %path.display(),
+        answers = done.len(),
+        "resuming from partial predictions"
+    );
     Ok(done)
 }
 

@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::ci::reference_python;
 use crate::step::{
-    Timings, capture, cargo, machine, replace_between, target_dir, today, workspace_root,
+    Timings, capture, cargo, last_json, machine, replace_between, target_dir, today, workspace_root,
 };
 
 const START: &str = "<!-- bench:start -->";
@@ -179,12 +179,7 @@ fn reference_command(python: &Path, model: &Path, case: &Case) -> Command {
 /// (prompt tokens/s, generation tokens/s) from a benchmark's JSON line.
 fn measure(mut cmd: Command, what: &str) -> Result<(f64, f64)> {
     let out = capture(&mut cmd)?;
-    let line = out.lines().rev().find(|l| l.trim_start().starts_with('{'));
-    let Some(line) = line else {
-        bail!("{what} printed no JSON result")
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line}"))?;
+    let value = last_json(&out, what)?;
     let get = |key: &str| {
         value
             .get(key)

@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::step::{
-    Timings, capture, cargo, machine, replace_between, target_dir, today, workspace_root,
+    Timings, capture, cargo, last_json, machine, replace_between, target_dir, today, workspace_root,
 };
 
 const START: &str = "<!-- bench-prep:start -->";
@@ -182,15 +182,7 @@ fn run_pandas(python: &Path, corpus: &Path, out: &Path) -> Result<Outcome> {
         args.extend([flag.into(), value.into()]);
     }
     let (secs, peak_rss_bytes, stdout) = measure(python, &args)?;
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'));
-    let Some(line) = line else {
-        bail!("the pandas reference printed no JSON summary")
-    };
-    let summary: Value =
-        serde_json::from_str(line).with_context(|| format!("pandas: bad JSON {line}"))?;
+    let summary = last_json(&stdout, "the pandas reference")?;
     counted(&summary, secs, peak_rss_bytes, "pandas summary")
 }
 

@@ -7,8 +7,8 @@
 //! per transfer: `upload_artifact` (which hashes the file, then streams it in a PUT to
 //! `/api/2.0/mlflow-artifacts/artifacts/...`) and `download_artifact` (which streams the
 //! GET into the destination file, hashing as it goes, and syncs it to disk). `curl` does
-//! the same PUT and GET with no hashing and no sync. Each transfer is repeated R times (default 3); the table shows the median
-//! throughput and the largest peak RSS. Results go between the
+//! the same PUT and GET with no hashing and no sync. Each transfer is repeated R times
+//! (default 3); the table shows the median throughput and the largest peak RSS. Results go between the
 //! `<!-- bench-registry:start -->` and `<!-- bench-registry:end -->` markers of
 //! `docs/benchmarks.md`.
 
@@ -22,7 +22,9 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::ci::reference_env;
-use crate::step::{Timings, capture, cargo, machine, replace_between, target_dir, today};
+use crate::step::{
+    Timings, capture, cargo, last_json, machine, median, replace_between, target_dir, today,
+};
 
 const START: &str = "<!-- bench-registry:start -->";
 const END: &str = "<!-- bench-registry:end -->";
@@ -182,14 +184,13 @@ pub fn run(opts: &Options) -> Result<()> {
         t.step(&name, "ctiforge and curl, upload and download", || {
             let mut up = Command::new(&bench);
             up.arg("upload").arg(&server.url).arg(&blob).arg(&model);
-            let (out, _) = timed(&mut up, None)?;
-            let up = json_transfer(&out)?;
-            let version = serde_json::from_str::<Value>(out.trim())?
+            let report = last_json(&capture(&mut up)?, "artifact_bench upload")?;
+            ours_up.push(reported_transfer(&report)?);
+            let version = report
                 .get("version")
                 .and_then(Value::as_str)
                 .context("artifact_bench upload: no version")?
                 .to_owned();
-            ours_up.push(up);
 
             let mut down = Command::new(&bench);
             down.arg("download")
@@ -197,8 +198,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 .arg(&model)
                 .arg(&version)
                 .arg(&dest);
-            let (out, _) = timed(&mut down, None)?;
-            ours_down.push(json_transfer(&out)?);
+            let report = last_json(&capture(&mut down)?, "artifact_bench download")?;
+            ours_down.push(reported_transfer(&report)?);
             check_size(&dest, size)?;
             std::fs::remove_file(&dest)?;
 
@@ -210,10 +211,10 @@ pub fn run(opts: &Options) -> Result<()> {
             up.args(["-sS", "--fail", "-X", "PUT", "-T"])
                 .arg(&blob)
                 .arg(&url);
-            curl_up.push(timed(&mut up, Some(time))?.1);
+            curl_up.push(timed(&mut up, time)?);
             let mut down = Command::new("curl");
             down.args(["-sS", "--fail", "-o"]).arg(&dest).arg(&url);
-            curl_down.push(timed(&mut down, Some(time))?.1);
+            curl_down.push(timed(&mut down, time)?);
             check_size(&dest, size)?;
             std::fs::remove_file(&dest)?;
             Ok(())
@@ -259,39 +260,35 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` (under `/usr/bin/time -f %M` when `time` is given and exists, for the peak
-/// RSS); returns its stdout and the transfer measured from outside.
-fn timed(cmd: &mut Command, time: Option<&Path>) -> Result<(String, Transfer)> {
+/// Runs `cmd` and times it from outside, under `/usr/bin/time -f %M` for the peak RSS
+/// when `time` exists (the RSS is unknown otherwise).
+fn timed(cmd: &mut Command, time: &Path) -> Result<Transfer> {
     let rss_file = tempfile_path("rss");
     let mut wrapped;
-    let cmd = match time.filter(|t| t.exists()) {
-        Some(time) => {
-            wrapped = Command::new(time);
-            wrapped
-                .arg("-o")
-                .arg(&rss_file)
-                .args(["-f", "%M"])
-                .arg(cmd.get_program())
-                .args(cmd.get_args());
-            &mut wrapped
-        }
-        None => cmd,
+    let cmd = if time.exists() {
+        wrapped = Command::new(time);
+        wrapped
+            .arg("-o")
+            .arg(&rss_file)
+            .args(["-f", "%M"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        &mut wrapped
+    } else {
+        cmd
     };
     let start = Instant::now();
-    let out = capture(cmd)?;
+    capture(cmd)?;
     let secs = start.elapsed().as_secs_f64();
     let peak_rss_bytes = std::fs::read_to_string(&rss_file)
         .ok()
         .and_then(|s| s.trim().lines().last()?.trim().parse::<u64>().ok())
         .map(|kib| kib * 1024);
     let _ = std::fs::remove_file(&rss_file);
-    Ok((
-        out,
-        Transfer {
-            secs,
-            peak_rss_bytes,
-        },
-    ))
+    Ok(Transfer {
+        secs,
+        peak_rss_bytes,
+    })
 }
 
 /// `curl X.Y.Z (\`-T\` / \`-o\`)`, from `curl --version`.
@@ -310,14 +307,8 @@ fn tempfile_path(what: &str) -> PathBuf {
     ))
 }
 
-/// The transfer an `artifact_bench` JSON line reports (its own timing of the call).
-fn json_transfer(out: &str) -> Result<Transfer> {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("artifact_bench printed no JSON")?;
-    let v: Value = serde_json::from_str(line).with_context(|| format!("bad JSON {line}"))?;
+/// The transfer an `artifact_bench` report gives (its own timing of the call).
+fn reported_transfer(v: &Value) -> Result<Transfer> {
     Ok(Transfer {
         secs: v
             .get("secs")
@@ -367,12 +358,6 @@ fn write_noise(path: &Path, size: u64) -> Result<()> {
     drop(file);
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 type Side<'a> = (&'a str, &'a Vec<Transfer>, &'a Vec<Transfer>);

@@ -23,7 +23,8 @@ use serde_json::Value;
 
 use crate::ci::reference_python;
 use crate::step::{
-    Timings, capture, cargo, machine, replace_between, target_dir, today, workspace_root,
+    Timings, capture, cargo, last_json, machine, median, replace_between, target_dir, today,
+    workspace_root,
 };
 
 const START: &str = "<!-- bench-train:start -->";
@@ -224,12 +225,7 @@ fn peft(python: &Path, case: &Case, rows: &Path) -> Result<Measured> {
         .arg(rows)
         .args(["--threads", "2"]);
     let out = capture(&mut cmd)?;
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("reference_lora_bench.py printed no JSON result")?;
-    let v: Value = serde_json::from_str(line).with_context(|| format!("bad JSON {line}"))?;
+    let v = last_json(&out, "reference_lora_bench.py")?;
     let get = |key: &str| {
         v.get(key)
             .and_then(Value::as_f64)
@@ -242,15 +238,6 @@ fn peft(python: &Path, case: &Case, rows: &Path) -> Result<Measured> {
         first_loss: get("first_loss")?,
         last_loss: get("last_loss")?,
     })
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 type Row<'a> = (&'a Case, Measured, Measured);

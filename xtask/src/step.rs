@@ -220,6 +220,28 @@ pub fn replace_between(path: &Path, start: &str, end: &str, body: &str) -> Resul
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The last line of `out` that is a JSON object, parsed: how the benchmark programs report
+/// their result after any log lines. `what` names the program in errors.
+///
+/// # Errors
+/// No such line, or one that does not parse.
+pub fn last_json(out: &str, what: &str) -> Result<serde_json::Value> {
+    let Some(line) = out.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+        bail!("{what} printed no JSON result")
+    };
+    serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line}"))
+}
+
+/// The median of the finite values (the upper one of an even count); NaN when none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
