@@ -54,6 +54,9 @@ pub struct DatasetSection {
     pub name: String,
     /// Seed of every random choice (splits, MinHash, sampling).
     pub seed: u64,
+    /// Rows read, cleaned and rendered at a time. Memory for texts is about this many rows
+    /// in each of a few stages; the dataset does not depend on it.
+    pub chunk_rows: usize,
 }
 
 impl Default for DatasetSection {
@@ -61,6 +64,7 @@ impl Default for DatasetSection {
         Self {
             name: "dataset".into(),
             seed: 20250607,
+            chunk_rows: 8192,
         }
     }
 }
@@ -438,6 +442,9 @@ impl PrepConfig {
         let mut problems = Vec::new();
         if self.sources.is_empty() {
             problems.push("sources: at least one [[sources]] entry is needed".to_owned());
+        }
+        if self.dataset.chunk_rows == 0 {
+            problems.push("dataset.chunk_rows: must be at least 1".to_owned());
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {

@@ -25,7 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 /// This bounds the work per text when many distinct texts share one band (templated sentences).
 pub const MAX_KEPT_PER_BUCKET: usize = 32;
 
-/// Marks a text that is in no multi-member bucket of a band.
+/// An index no text has: marks a signature that was not loaded, and bounds the text count.
 const NO_RUN: u32 = u32::MAX;
 
 /// Domain tag mixed into the ChaCha8 seed of the permutation parameters.
@@ -39,6 +39,14 @@ pub enum DedupError {
     InvalidConfig {
         /// One message per bad field.
         problems: Vec<String>,
+    },
+    /// The signature spill file could not be written or read back.
+    #[error("near-duplicate spill file {path}: {message}")]
+    Spill {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
     },
     /// More texts than 32-bit row indices can address.
     #[error(
@@ -270,8 +278,8 @@ pub fn jaccard_estimate(a: &[u64], b: &[u64]) -> f64 {
 /// - Texts without words are kept unless they are exact duplicates of an earlier empty text.
 ///
 /// The result is deterministic for given texts and config, whatever rayon's thread count.
-/// Memory is about `4 * num_perm + 4 * bands + 16` bytes per text (600 MB for 1M texts with the
-/// defaults), plus sort buffers of 16 bytes per text for two bands at a time.
+/// This holds every signature in memory; [`NearDuplicateFinder`] takes texts in batches and
+/// can keep signatures on disk.
 ///
 /// # Errors
 /// [`DedupError::InvalidConfig`] for a bad config; [`DedupError::TooManyTexts`] for 2^32 - 1
@@ -280,27 +288,290 @@ pub fn near_duplicates(
     texts: &[&str],
     config: &MinHashConfig,
 ) -> Result<Vec<Option<usize>>, DedupError> {
-    let hasher = MinHasher::new(config)?;
-    let max = NO_RUN as usize - 1;
-    if texts.len() > max {
-        return Err(DedupError::TooManyTexts {
-            count: texts.len(),
-            max,
-        });
+    let mut finder = NearDuplicateFinder::new(config, None)?;
+    finder.add(texts)?;
+    finder.finish()
+}
+
+/// [`near_duplicates`] for texts that arrive in batches: [`NearDuplicateFinder::add`] them in
+/// order and [`NearDuplicateFinder::finish`] gives the same answer as one call over all of
+/// them.
+///
+/// Each text keeps 9 bytes in memory (its exact key and whether it has words). Its band
+/// hashes (`8 * bands` bytes) and full signature (`4 * num_perm` bytes) go to spill files
+/// when a spill path is given, else to memory. `finish` builds one band's buckets at a time
+/// (about 30 bytes per text while it does) and reads back only the signatures of texts
+/// that share a bucket with another text.
+pub struct NearDuplicateFinder {
+    hasher: MinHasher,
+    config: MinHashConfig,
+    /// [`exact_key`] of every text.
+    exact: Vec<u64>,
+    /// Whether the text has at least one word.
+    has_words: Vec<bool>,
+    /// Per band: every text's band hash, 8 bytes each.
+    band_hashes: Vec<Records>,
+    /// Every text's signature, `4 * num_perm` bytes each.
+    signatures: Records,
+}
+
+/// Fixed-size records appended in order and read back once, in memory or through a file.
+enum Records {
+    Memory(Vec<u8>),
+    File {
+        path: std::path::PathBuf,
+        writer: std::io::BufWriter<std::fs::File>,
+    },
+}
+
+impl Records {
+    fn new(path: Option<std::path::PathBuf>, buffer: usize) -> Result<Self, DedupError> {
+        Ok(match path {
+            None => Records::Memory(Vec::new()),
+            Some(path) => {
+                let file = std::fs::File::create(&path).map_err(|e| spill_error(&path, &e))?;
+                Records::File {
+                    path,
+                    writer: std::io::BufWriter::with_capacity(buffer, file),
+                }
+            }
+        })
     }
-    let sketches = Sketches::compute(texts, &hasher);
-    let first_of = first_occurrences(&sketches.exact);
-    let rows = config.rows_per_band();
-    let mut bands: Vec<BandIndex> = (0..config.bands)
-        .into_par_iter()
-        .map(|band| BandIndex::build(&sketches, &first_of, band * rows..(band + 1) * rows))
-        .collect();
-    Ok(greedy_clusters(
-        &sketches,
-        &first_of,
-        &mut bands,
-        config.threshold,
-    ))
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DedupError> {
+        use std::io::Write;
+        match self {
+            Records::Memory(all) => all.extend_from_slice(bytes),
+            Records::File { path, writer } => {
+                writer.write_all(bytes).map_err(|e| spill_error(path, &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `each(index, record)` for the `count` records of `size` bytes, in order, and
+    /// frees them (a spill file is removed).
+    fn replay(
+        self,
+        size: usize,
+        count: usize,
+        mut each: impl FnMut(usize, &[u8]),
+    ) -> Result<(), DedupError> {
+        match self {
+            Records::Memory(all) => {
+                all.chunks_exact(size)
+                    .take(count)
+                    .enumerate()
+                    .for_each(|(i, r)| each(i, r));
+                Ok(())
+            }
+            Records::File { path, writer } => {
+                use std::io::Read;
+                let result = writer
+                    .into_inner()
+                    .map_err(|e| std::io::Error::other(e.error().to_string()))
+                    .and_then(|file| {
+                        drop(file);
+                        let file = std::fs::File::open(&path)?;
+                        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+                        let mut record = vec![0_u8; size];
+                        for index in 0..count {
+                            reader.read_exact(&mut record)?;
+                            each(index, &record);
+                        }
+                        Ok(())
+                    });
+                let _ = std::fs::remove_file(&path);
+                result.map_err(|e| spill_error(&path, &e))
+            }
+        }
+    }
+}
+
+impl NearDuplicateFinder {
+    /// A finder for `config`. With `spill`, signatures are written to that file and band
+    /// hashes to `<spill>.band<k>` files (created or truncated, and removed by
+    /// [`finish`](Self::finish)) instead of being kept in memory.
+    ///
+    /// # Errors
+    /// [`DedupError::InvalidConfig`] for a bad config; [`DedupError::Spill`] when a spill
+    /// file cannot be created.
+    pub fn new(
+        config: &MinHashConfig,
+        spill: Option<&std::path::Path>,
+    ) -> Result<Self, DedupError> {
+        let hasher = MinHasher::new(config)?;
+        let signatures = Records::new(spill.map(std::path::Path::to_path_buf), 1 << 20)?;
+        let band_hashes = (0..config.bands)
+            .map(|band| {
+                let path = spill.map(|p| {
+                    let mut name = p.as_os_str().to_owned();
+                    name.push(format!(".band{band}"));
+                    std::path::PathBuf::from(name)
+                });
+                Records::new(path, 1 << 16)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            hasher,
+            config: *config,
+            exact: Vec::new(),
+            has_words: Vec::new(),
+            band_hashes,
+            signatures,
+        })
+    }
+
+    /// Texts added so far.
+    pub fn len(&self) -> usize {
+        self.exact.len()
+    }
+
+    /// Whether no text was added.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+    }
+
+    /// Sketches the next texts (on every core) and records them after those already added.
+    ///
+    /// # Errors
+    /// [`DedupError::TooManyTexts`] past 2^32 - 2 texts; [`DedupError::Spill`] when a spill
+    /// file cannot be written.
+    pub fn add(&mut self, texts: &[&str]) -> Result<(), DedupError> {
+        let max = NO_RUN as usize - 1;
+        if self.len() + texts.len() > max {
+            return Err(DedupError::TooManyTexts {
+                count: self.len() + texts.len(),
+                max,
+            });
+        }
+        let (num_perm, bands) = (self.hasher.num_perm(), self.config.bands);
+        let rows = self.config.rows_per_band();
+        let mut exact = vec![0_u64; texts.len()];
+        let mut has_words = vec![false; texts.len()];
+        let mut sigs = vec![u32::MAX; texts.len() * num_perm];
+        let mut band_hashes = vec![0_u64; texts.len() * bands];
+        let hasher = &self.hasher;
+        sigs.par_chunks_mut(num_perm)
+            .zip(band_hashes.par_chunks_mut(bands))
+            .zip(exact.par_iter_mut())
+            .zip(has_words.par_iter_mut())
+            .zip(texts.par_iter())
+            .for_each_init(
+                || (Scratch::default(), Vec::new()),
+                |(scratch, bytes), ((((sig, band_hash), key), words), text)| {
+                    normalize_into(text, &mut scratch.text);
+                    *key = xxh3_64(scratch.text.as_bytes());
+                    *words = hasher.fill(scratch, sig);
+                    for (band, slot) in band_hash.iter_mut().enumerate() {
+                        bytes.clear();
+                        for value in &sig[band * rows..(band + 1) * rows] {
+                            bytes.extend_from_slice(&value.to_le_bytes());
+                        }
+                        *slot = xxh3_64(bytes);
+                    }
+                },
+            );
+        self.exact.extend_from_slice(&exact);
+        self.has_words.extend_from_slice(&has_words);
+        for (band, records) in self.band_hashes.iter_mut().enumerate() {
+            let bytes: Vec<u8> = band_hashes
+                .iter()
+                .skip(band)
+                .step_by(bands)
+                .flat_map(|h| h.to_le_bytes())
+                .collect();
+            records.append(&bytes)?;
+        }
+        let bytes: Vec<u8> = sigs.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.signatures.append(&bytes)
+    }
+
+    /// The duplicates among every text added, as [`near_duplicates`] defines them.
+    ///
+    /// # Errors
+    /// [`DedupError::Spill`] when a spill file cannot be read back.
+    pub fn finish(self) -> Result<Vec<Option<usize>>, DedupError> {
+        let Self {
+            hasher,
+            config,
+            exact,
+            has_words,
+            band_hashes,
+            signatures,
+        } = self;
+        let count = exact.len();
+        let first_of = first_occurrences(&exact);
+        drop(exact);
+        let mut bands = Vec::with_capacity(config.bands);
+        let mut needed = vec![false; count];
+        for records in band_hashes {
+            let mut hashes = Vec::with_capacity(count);
+            records.replay(8, count, |_, r| {
+                let mut b = [0_u8; 8];
+                b.copy_from_slice(r);
+                hashes.push(u64::from_le_bytes(b));
+            })?;
+            let band = BandIndex::build(&hashes, &first_of, &has_words);
+            for &index in band.run_of.keys() {
+                needed[index as usize] = true;
+            }
+            bands.push(band);
+        }
+        drop(has_words);
+        let sigs = Signatures::load(signatures, &needed, hasher.num_perm())?;
+        Ok(greedy_clusters(
+            &sigs,
+            &first_of,
+            &needed,
+            &mut bands,
+            config.threshold,
+        ))
+    }
+}
+
+fn spill_error(path: &std::path::Path, e: &std::io::Error) -> DedupError {
+    DedupError::Spill {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The signatures [`greedy_clusters`] compares: those of texts that share a bucket.
+struct Signatures {
+    /// Per text: its row in `data`, or [`NO_RUN`] when not loaded.
+    row_of: Vec<u32>,
+    data: Vec<u32>,
+    num_perm: usize,
+}
+
+impl Signatures {
+    fn load(records: Records, needed: &[bool], num_perm: usize) -> Result<Self, DedupError> {
+        let mut row_of = vec![NO_RUN; needed.len()];
+        let mut data = Vec::new();
+        let mut rows = 0_u32;
+        records.replay(4 * num_perm, needed.len(), |index, bytes| {
+            if needed[index] {
+                row_of[index] = rows;
+                rows += 1;
+                data.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
+        })?;
+        Ok(Self {
+            row_of,
+            data,
+            num_perm,
+        })
+    }
+
+    fn get(&self, index: usize) -> &[u32] {
+        let row = self.row_of[index] as usize;
+        &self.data[row * self.num_perm..(row + 1) * self.num_perm]
+    }
 }
 
 /// Reusable buffers of one worker: the normalised text and its word byte ranges.
@@ -347,45 +618,6 @@ fn is_separator(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// Per-text results of stage 1, stored by position.
-struct Sketches {
-    /// [`exact_key`] of every text.
-    exact: Vec<u64>,
-    /// Whether the text has at least one word.
-    has_words: Vec<bool>,
-    /// Row-major `len x num_perm` signatures.
-    sigs: Vec<u32>,
-    num_perm: usize,
-}
-
-impl Sketches {
-    fn compute(texts: &[&str], hasher: &MinHasher) -> Self {
-        let num_perm = hasher.num_perm();
-        let mut exact = vec![0_u64; texts.len()];
-        let mut has_words = vec![false; texts.len()];
-        let mut sigs = vec![u32::MAX; texts.len() * num_perm];
-        sigs.par_chunks_mut(num_perm)
-            .zip(exact.par_iter_mut())
-            .zip(has_words.par_iter_mut())
-            .zip(texts.par_iter())
-            .for_each_init(Scratch::default, |scratch, (((sig, key), words), text)| {
-                normalize_into(text, &mut scratch.text);
-                *key = xxh3_64(scratch.text.as_bytes());
-                *words = hasher.fill(scratch, sig);
-            });
-        Self {
-            exact,
-            has_words,
-            sigs,
-            num_perm,
-        }
-    }
-
-    fn signature(&self, index: usize) -> &[u32] {
-        &self.sigs[index * self.num_perm..(index + 1) * self.num_perm]
-    }
-}
-
 /// For every text, the index of the first text with the same exact key.
 fn first_occurrences(exact: &[u64]) -> Vec<u32> {
     // `near_duplicates` checked that every index fits in u32.
@@ -403,8 +635,8 @@ fn first_occurrences(exact: &[u64]) -> Vec<u32> {
 /// The buckets of one band. Buckets are runs of equal band hashes among the texts that take
 /// part in LSH (first occurrences with words); only buckets with two or more texts are stored.
 struct BandIndex {
-    /// Per text: its bucket, or [`NO_RUN`].
-    run_of: Vec<u32>,
+    /// Texts in a bucket, with their bucket.
+    run_of: std::collections::HashMap<u32, u32>,
     /// Per bucket plus one: offset of its slots in `kept`.
     slot_start: Vec<u32>,
     /// Per bucket: slots in use.
@@ -414,23 +646,17 @@ struct BandIndex {
 }
 
 impl BandIndex {
-    fn build(sketches: &Sketches, first_of: &[u32], rows: std::ops::Range<usize>) -> Self {
-        let mut bytes = Vec::with_capacity(rows.len() * 4);
+    /// Buckets of one band, given every text's hash for it.
+    fn build(hashes: &[u64], first_of: &[u32], has_words: &[bool]) -> Self {
         let mut keyed: Vec<(u64, u32)> = first_of
             .iter()
             .zip(0_u32..)
-            .filter(|&(&first, i)| first == i && sketches.has_words[i as usize])
-            .map(|(_, i)| {
-                bytes.clear();
-                for value in &sketches.signature(i as usize)[rows.clone()] {
-                    bytes.extend_from_slice(&value.to_le_bytes());
-                }
-                (xxh3_64(&bytes), i)
-            })
+            .filter(|&(&first, i)| first == i && has_words[i as usize])
+            .map(|(_, i)| (hashes[i as usize], i))
             .collect();
-        keyed.sort_unstable();
+        keyed.par_sort_unstable();
 
-        let mut run_of = vec![NO_RUN; first_of.len()];
+        let mut run_of = std::collections::HashMap::new();
         let mut slot_start = vec![0_u32];
         let mut slots = 0_u32;
         for run in keyed
@@ -439,7 +665,7 @@ impl BandIndex {
         {
             let id = (slot_start.len() - 1) as u32;
             for &(_, index) in run {
-                run_of[index as usize] = id;
+                run_of.insert(index, id);
             }
             slots += run.len().min(MAX_KEPT_PER_BUCKET) as u32;
             slot_start.push(slots);
@@ -455,9 +681,9 @@ impl BandIndex {
 
     /// Kept texts stored in the bucket of text `index` (empty when it has none).
     fn kept_members(&self, index: usize) -> &[u32] {
-        match self.run_of[index] {
-            NO_RUN => &[],
-            run => {
+        match self.run_of.get(&(index as u32)) {
+            None => &[],
+            Some(&run) => {
                 let start = self.slot_start[run as usize] as usize;
                 &self.kept[start..start + self.kept_len[run as usize] as usize]
             }
@@ -466,10 +692,9 @@ impl BandIndex {
 
     /// Records text `index` as kept in its bucket, if the bucket has a free slot.
     fn add_kept(&mut self, index: usize) {
-        let run = self.run_of[index];
-        if run == NO_RUN {
+        let Some(&run) = self.run_of.get(&(index as u32)) else {
             return;
-        }
+        };
         let run = run as usize;
         let start = self.slot_start[run] as usize;
         let capacity = self.slot_start[run + 1] as usize - start;
@@ -483,33 +708,41 @@ impl BandIndex {
 
 /// Stage 4: the greedy, index-ordered pass described on [`near_duplicates`].
 fn greedy_clusters(
-    sketches: &Sketches,
+    sigs: &Signatures,
     first_of: &[u32],
+    in_a_bucket: &[bool],
     bands: &mut [BandIndex],
     threshold: f64,
 ) -> Vec<Option<usize>> {
     let mut out: Vec<Option<usize>> = vec![None; first_of.len()];
     let mut candidates: Vec<u32> = Vec::new();
-    let num_perm = sketches.num_perm as f64;
+    let num_perm = sigs.num_perm as f64;
     for index in 0..first_of.len() {
         let first = first_of[index] as usize;
         if first != index {
             out[index] = Some(out[first].unwrap_or(first));
             continue;
         }
+        if !in_a_bucket[index] {
+            continue; // kept, and no later text can find it
+        }
         candidates.clear();
         for band in bands.iter() {
             candidates.extend_from_slice(band.kept_members(index));
         }
+        if candidates.is_empty() {
+            bands.iter_mut().for_each(|band| band.add_kept(index));
+            continue;
+        }
         candidates.sort_unstable();
         candidates.dedup();
 
-        let sig = sketches.signature(index);
+        let sig = sigs.get(index);
         let mut best: Option<(usize, u32)> = None;
         for &other in &candidates {
             let agree = sig
                 .iter()
-                .zip(sketches.signature(other as usize))
+                .zip(sigs.get(other as usize))
                 .filter(|(x, y)| x == y);
             let agree = agree.count();
             if agree as f64 / num_perm >= threshold && best.is_none_or(|(most, _)| agree > most) {
@@ -550,6 +783,41 @@ mod tests {
     fn run(texts: &[String], config: &MinHashConfig) -> Vec<Option<usize>> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         near_duplicates(&refs, config).expect("valid config")
+    }
+
+    #[test]
+    fn batches_with_a_spill_file_give_the_one_call_answer() {
+        // Near duplicates across batch boundaries, exact repeats, and an empty text.
+        let mut texts = sentences(300, 30, 400, 7);
+        for i in (0..300).step_by(3) {
+            texts.push(replace_word(&texts[i], 4 + i % 20, "changed"));
+        }
+        texts.push(texts[10].to_uppercase());
+        texts.push(String::new());
+        let expected = run(&texts, &MinHashConfig::default());
+        assert!(expected.iter().filter(|d| d.is_some()).count() > 80);
+        let dir = tempfile::tempdir().expect("tmp");
+        let spill = dir.path().join("sigs.bin");
+        let mut finder =
+            NearDuplicateFinder::new(&MinHashConfig::default(), Some(&spill)).expect("new");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for batch in refs.chunks(37) {
+            finder.add(batch).expect("add");
+        }
+        assert_eq!(finder.len(), texts.len());
+        assert!(spill.exists(), "signatures go to the spill file");
+        assert_eq!(finder.finish().expect("finish"), expected);
+        assert!(!spill.exists(), "the spill file is removed");
+    }
+
+    #[test]
+    fn an_unwritable_spill_file_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spill = dir.path().join("missing").join("sigs.bin");
+        let err = NearDuplicateFinder::new(&MinHashConfig::default(), Some(&spill))
+            .err()
+            .expect("no folder");
+        assert!(err.to_string().contains("sigs.bin"), "{err}");
     }
 
     #[test]

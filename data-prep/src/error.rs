@@ -95,6 +95,20 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// A source's rows differ between the two passes over it: the file was edited while
+    /// the dataset was being prepared.
+    #[error(
+        "{file}: the source changed while the dataset was being prepared (its rows differ \
+         between the two passes over it); run again once it is stable"
+    )]
+    SourceChanged {
+        /// The source's path as the recipe gives it.
+        file: String,
+    },
+    /// A pipeline stage stopped: the stage it feeds failed (that error is the one
+    /// reported), or a stage's thread panicked.
+    #[error("{0}")]
+    Stage(String),
     /// The output folder exists and `--force` was not given, or another output problem.
     #[error("{path}: {message}")]
     Output {

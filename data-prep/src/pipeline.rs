@@ -5,7 +5,7 @@
 //! name and renamed into place, so a killed run never leaves a half-written dataset.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -43,6 +43,8 @@ pub(crate) struct Row {
     pub source: usize,
     pub line: usize,
     pub group: String,
+    /// The group's number in the plan (set by the second pass).
+    pub group_id: u32,
     pub text_raw: String,
     pub text: String,
     /// [`dedup::exact_key`] of `text`, set once cleaning is done.
@@ -56,6 +58,9 @@ pub(crate) struct Row {
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
 }
+
+/// Marks a row of the plan that is not written (an exact duplicate).
+const DROPPED: u32 = u32::MAX;
 
 /// Prepares the dataset the recipe describes into `out`.
 ///
@@ -71,69 +76,624 @@ pub fn prepare(cfg: &PrepConfig, out: &Path, opts: &Options) -> Result<Manifest>
             message: "already exists; pass --force to replace it".into(),
         });
     }
+    let stage = write::stage_dir(out)?;
+    match prepare_into(cfg, out, &stage, opts) {
+        Ok(manifest) => {
+            write::commit(&stage, out, opts.force)?;
+            Ok(manifest)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&stage);
+            Err(e)
+        }
+    }
+}
+
+/// Both passes, writing into the staging folder `stage`.
+fn prepare_into(cfg: &PrepConfig, out: &Path, stage: &Path, opts: &Options) -> Result<Manifest> {
     let base = &opts.base_dir;
     let catalog = load_catalog(cfg, base)?;
     let mut report = LabelReport::default();
     let mut rejects = Vec::new();
-    let (mut rows, mut sources) = read_sources(cfg, base, &catalog, &mut report, &mut rejects)?;
-    let read = rows.len() + rejects.len();
-    info!(rows = rows.len(), rejected = rejects.len(), "sources read");
 
+    // Pass 1: plan which rows survive and where they go.
     let t = std::time::Instant::now();
-    clean_rows(&mut rows, cfg, &mut rejects)?;
-    info!(
-        rows = rows.len(),
-        secs = t.elapsed().as_secs_f32(),
-        "texts cleaned"
-    );
+    let mut plan = Plan::new(cfg, stage)?;
+    let mut sources = Vec::with_capacity(cfg.sources.len());
+    let mut source_ends = Vec::with_capacity(cfg.sources.len());
+    for (index, src) in cfg.sources.iter().enumerate() {
+        let path = resolve(base, &src.path);
+        let mut rows_read = 0;
+        read_ahead(cfg.dataset.chunk_rows, src, &path, base, &mut |chunk| {
+            rows_read += chunk.rows.len() + chunk.rejects.len();
+            let rows = load_chunk(chunk, index, cfg, &catalog, &mut report, &mut rejects)?;
+            plan.add(rows)
+        })?;
+        source_ends.push(plan.slots.len());
+        info!(source = %src.name, rows = rows_read, "source read");
+        sources.push(SourceEntry {
+            name: src.name.clone(),
+            kind: serde_json::to_value(src.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            path: src.path.clone(),
+            sha256: sha256_file(&path)?,
+            rows_read,
+            rows_rejected: 0,
+            rows_kept: 0,
+        });
+    }
+    let read: usize = sources.iter().map(|s| s.rows_read).sum();
     let mut counts = Counts {
         read,
+        exact_duplicates: plan.exact_duplicates,
+        labels_merged: plan.labels_merged,
         ..Counts::default()
     };
-    let t = std::time::Instant::now();
-    rows = remove_duplicates(rows, cfg, &mut counts)?;
     info!(
+        rows = plan.slots.len(),
+        rejected = rejects.len(),
         exact = counts.exact_duplicates,
+        secs = t.elapsed().as_secs_f32(),
+        "sources read, cleaned and de-duplicated exactly"
+    );
+    sort_rejects(&mut rejects, cfg);
+    check_rejects(&rejects, read, cfg, out)?;
+    let t = std::time::Instant::now();
+    counts.near_duplicates = plan.remove_near_duplicates()?;
+    info!(
         near = counts.near_duplicates,
         secs = t.elapsed().as_secs_f32(),
-        "duplicates removed"
+        "near duplicates removed"
     );
     let t = std::time::Instant::now();
-    assign_splits(&mut rows, cfg)?;
-    check_leakage(&rows)?;
-    info!(
-        secs = t.elapsed().as_secs_f32(),
-        "splits assigned, no leakage"
-    );
+    plan.assign_splits(cfg)?;
+    info!(secs = t.elapsed().as_secs_f32(), "splits assigned");
+
+    // Pass 2: read again, render and write the kept rows. Parquet encoding runs on its
+    // own thread, a chunk behind the rendering.
     let t = std::time::Instant::now();
-    render(&mut rows, cfg)?;
-    info!(secs = t.elapsed().as_secs_f32(), "prompts rendered");
-    let tokenizer = match &cfg.tokens.tokenizer {
-        Some(t) => Some(tokens::apply(
-            &mut rows,
-            &resolve(base, t),
-            cfg,
-            &mut rejects,
-        )?),
+    let prompts = Prompts::new(&cfg.prompt)?;
+    let counter = match &cfg.tokens.tokenizer {
+        Some(t) => Some(tokens::Counter::load(&resolve(base, t))?),
         None => None,
     };
+    let writer = write::DatasetWriter::new(stage, cfg)?;
+    let mut leakage = LeakageCheck::suspecting(plan.leak_suspects());
+    let mut ordinal = 0_usize;
+    let mut scratch_report = LabelReport::default();
+    let writer = std::thread::scope(|scope| -> Result<write::DatasetWriter<'_>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(1);
+        let encoder = scope.spawn(move || -> Result<write::DatasetWriter<'_>> {
+            let mut writer = writer;
+            while let Ok(rows) = rx.recv() {
+                writer.push(rows)?;
+            }
+            Ok(writer)
+        });
+        let mut render_all = || -> Result<()> {
+            for (index, src) in cfg.sources.iter().enumerate() {
+                let path = resolve(base, &src.path);
+                let mut kept = 0;
+                let mut ignored = Vec::new();
+                read_ahead(cfg.dataset.chunk_rows, src, &path, base, &mut |chunk| {
+                    let rows = load_chunk(
+                        chunk,
+                        index,
+                        cfg,
+                        &catalog,
+                        &mut scratch_report,
+                        &mut ignored,
+                    )?;
+                    ignored.clear();
+                    let mut rows = plan.select(rows, &mut ordinal, &src.path)?;
+                    render(&mut rows, &prompts, cfg)?;
+                    if let Some(counter) = &counter {
+                        counter.apply(&mut rows, cfg, &prompts, &mut rejects)?;
+                    }
+                    rows.iter().for_each(|r| leakage.see(r));
+                    kept += rows.len();
+                    // A closed channel means the encoder failed; its error is reported.
+                    tx.send(rows).map_err(|_| stopped())
+                })?;
+                if ordinal != source_ends[index] {
+                    return Err(changed(&src.path));
+                }
+                sources[index].rows_kept = kept;
+            }
+            Ok(())
+        };
+        let rendered = render_all();
+        drop(tx);
+        let encoded = encoder
+            .join()
+            .unwrap_or_else(|_| Err(panicked("parquet encoder")));
+        // The encoder's own failure is the cause of a "stopped" renderer.
+        match (rendered, encoded) {
+            (_, Err(e)) if !is_stopped(&e) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), encoded) => encoded,
+        }
+    })?;
+    leakage.finish()?;
+    info!(
+        secs = t.elapsed().as_secs_f32(),
+        "rows rendered and written"
+    );
 
     counts.rejected = rejects.len();
-    counts.kept = rows.len();
+    counts.kept = sources.iter().map(|s| s.rows_kept).sum();
+    sort_rejects(&mut rejects, cfg);
     check_rejects(&rejects, read, cfg, out)?;
-    for (i, s) in sources.iter_mut().enumerate() {
-        s.rows_kept = rows.iter().filter(|r| r.source == i).count();
+    for s in &mut sources {
         s.rows_rejected = rejects.iter().filter(|r| r.source == s.name).count();
     }
-    let prepared = write::Prepared {
-        rows,
+    writer.finish(write::Finished {
         rejects,
         sources,
         counts,
         labels: report,
-        tokenizer,
-    };
-    write::dataset(out, cfg, prepared, opts.force)
+        tokenizer: counter.map(|c| c.describe()),
+    })
+}
+
+/// Rejects in file order: by source as the recipe lists them, then by line (stable, so
+/// one line's rejects keep the order they were found in).
+fn sort_rejects(rejects: &mut [Reject], cfg: &PrepConfig) {
+    let order: HashMap<&str, usize> = cfg
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    rejects.sort_by_key(|r| (order.get(r.source.as_str()).copied(), r.line));
+}
+
+/// Reads one source on its own thread, a chunk ahead of `each`, which runs on this one.
+fn read_ahead(
+    chunk_rows: usize,
+    src: &crate::config::SourceConfig,
+    path: &Path,
+    base: &Path,
+    each: &mut dyn FnMut(sources::SourceRead) -> Result<()>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = scope.spawn(move || {
+            sources::read_chunks(src, path, base, chunk_rows, &mut |chunk| {
+                // A closed channel means `each` failed; its error is reported.
+                tx.send(chunk).map_err(|_| stopped())
+            })
+        });
+        let mut result = Ok(());
+        while let Ok(chunk) = rx.recv() {
+            result = each(chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(panicked("source reader")));
+        match (result, read) {
+            (Err(e), _) => Err(e),
+            (Ok(()), read) => read,
+        }
+    })
+}
+
+const STOPPED: &str = "stopped because another stage failed";
+
+/// What a pipeline stage returns when the stage it feeds has gone (and reported why).
+fn stopped() -> Error {
+    Error::Stage(STOPPED.into())
+}
+
+fn is_stopped(e: &Error) -> bool {
+    matches!(e, Error::Stage(message) if message == STOPPED)
+}
+
+fn panicked(stage: &str) -> Error {
+    Error::Stage(format!(
+        "the {stage} thread panicked (a bug; please report it)"
+    ))
+}
+
+/// The error for a source whose rows differ between the two passes.
+fn changed(file: &str) -> Error {
+    Error::SourceChanged {
+        file: file.to_owned(),
+    }
+}
+
+/// One chunk of a source, validated and cleaned: the rows that pass, in order. Rejects
+/// (from reading, validation and cleaning) are appended to `rejects`.
+fn load_chunk(
+    chunk: sources::SourceRead,
+    index: usize,
+    cfg: &PrepConfig,
+    catalog: &Catalog,
+    report: &mut LabelReport,
+    rejects: &mut Vec<Reject>,
+) -> Result<Vec<Row>> {
+    let src = &cfg.sources[index];
+    let task = src.task();
+    // Rejects name the file as the recipe does, so reruns elsewhere give the same bytes.
+    rejects.extend(chunk.rejects.into_iter().map(|r| Reject {
+        file: src.path.clone(),
+        ..r
+    }));
+    let mut rows = Vec::with_capacity(chunk.rows.len());
+    for raw in chunk.rows {
+        let line = raw.line;
+        match validate_row(raw, task, index, &src.name, cfg, catalog, report) {
+            Ok(row) => rows.push(row),
+            Err(reason) => rejects.push(Reject {
+                source: src.name.clone(),
+                file: src.path.clone(),
+                line,
+                reason,
+            }),
+        }
+    }
+    clean_rows(&mut rows, cfg, rejects)?;
+    Ok(rows)
+}
+
+/// Strings stored once each in one buffer, numbered in order of first sight.
+#[derive(Default)]
+struct Interner {
+    text: String,
+    ends: Vec<u32>,
+    /// XXH3 of a string to its number; a (rare) colliding second string goes to `other`.
+    by_hash: HashMap<u64, u32>,
+    other: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        let hash = xxhash_rust::xxh3::xxh3_64(s.as_bytes());
+        match self.by_hash.get(&hash) {
+            Some(&id) if self.get(id) == s => return id,
+            Some(_) => {
+                if let Some(&id) = self.other.get(s) {
+                    return id;
+                }
+                let id = self.push(s);
+                self.other.insert(s.to_owned(), id);
+                return id;
+            }
+            None => {}
+        }
+        let id = self.push(s);
+        self.by_hash.insert(hash, id);
+        id
+    }
+
+    fn push(&mut self, s: &str) -> u32 {
+        self.text.push_str(s);
+        self.ends.push(self.text.len() as u32);
+        (self.ends.len() - 1) as u32
+    }
+
+    fn get(&self, id: u32) -> &str {
+        let end = self.ends[id as usize] as usize;
+        let start = match id {
+            0 => 0,
+            _ => self.ends[id as usize - 1] as usize,
+        };
+        &self.text[start..end]
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// What the first pass keeps of a row that survived exact de-duplication.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    key: u64,
+    group: u32,
+    /// The row's label ids: `plan.label_ids[labels_at..labels_at + labels_len]`.
+    labels_at: u32,
+    labels_len: u16,
+    task: Task,
+    split: Split,
+    near_duplicate: bool,
+}
+
+/// The first pass's result: for every row read (in order), whether and where it goes.
+struct Plan {
+    /// Per cleaned row, in read order: its entry in `rows`, or [`DROPPED`].
+    slots: Vec<u32>,
+    rows: Vec<Planned>,
+    label_ids: Vec<u32>,
+    labels: Interner,
+    groups: Interner,
+    /// First row of each (task, key), while exact duplicates are dropped.
+    first: HashMap<(Task, u64), u32>,
+    exact: bool,
+    merge_labels: bool,
+    /// Per task (in [`Task::ALL`] order): the near-duplicate finder and its rows, made when
+    /// the task's first row arrives.
+    near: Vec<Option<(dedup::NearDuplicateFinder, Vec<u32>)>>,
+    /// `dedup.near`, with its settings, and the folder for the finders' spill files.
+    minhash: Option<(dedup::MinHashConfig, PathBuf)>,
+    exact_duplicates: usize,
+    labels_merged: usize,
+}
+
+impl Plan {
+    fn new(cfg: &PrepConfig, stage: &Path) -> Result<Self> {
+        Ok(Self {
+            slots: Vec::new(),
+            rows: Vec::new(),
+            label_ids: Vec::new(),
+            labels: Interner::default(),
+            groups: Interner::default(),
+            first: HashMap::new(),
+            exact: cfg.dedup.exact,
+            merge_labels: cfg.dedup.merge_labels,
+            near: Task::ALL.iter().map(|_| None).collect(),
+            minhash: cfg.dedup.near.then(|| (cfg.minhash(), stage.to_path_buf())),
+            exact_duplicates: 0,
+            labels_merged: 0,
+        })
+    }
+
+    /// The near-duplicate finder of `task`'s rows, made on first use.
+    fn finder(
+        &mut self,
+        task: Task,
+    ) -> Result<Option<&mut (dedup::NearDuplicateFinder, Vec<u32>)>> {
+        let Some((config, dir)) = &self.minhash else {
+            return Ok(None);
+        };
+        let slot = &mut self.near[task_index(task)];
+        if slot.is_none() {
+            let spill = dir.join(format!(".minhash-{task}.bin"));
+            let finder =
+                dedup::NearDuplicateFinder::new(config, Some(&spill)).map_err(dedup_error)?;
+            *slot = Some((finder, Vec::new()));
+        }
+        Ok(slot.as_mut())
+    }
+
+    /// Records a chunk of cleaned rows: exact duplicates (per task, after normalisation)
+    /// are dropped, keeping the first occurrence and, with `merge_labels`, giving a
+    /// technique row its duplicates' labels; the rest are sketched for near duplicates.
+    fn add(&mut self, rows: Vec<Row>) -> Result<()> {
+        let mut sketch: Vec<Vec<&str>> = vec![Vec::new(); Task::ALL.len()];
+        for r in &rows {
+            let key = (r.task, r.key);
+            if self.exact
+                && let Some(&k) = self.first.get(&key)
+            {
+                self.exact_duplicates += 1;
+                self.slots.push(DROPPED);
+                let merge = self.merge_labels
+                    && r.task == Task::TechniqueClassification
+                    && r.labels
+                        .iter()
+                        .any(|l| !self.labels_of(k).contains(&l.as_str()));
+                if merge {
+                    self.labels_merged += 1;
+                    let mut all: Vec<String> =
+                        self.labels_of(k).into_iter().map(str::to_owned).collect();
+                    all.extend(r.labels.iter().cloned());
+                    all.sort();
+                    all.dedup();
+                    self.set_labels(k, &all);
+                }
+                continue;
+            }
+            let id = self.rows.len() as u32;
+            if self.exact {
+                self.first.insert(key, id);
+            }
+            self.slots.push(id);
+            self.rows.push(Planned {
+                key: r.key,
+                group: self.groups.id(&r.group),
+                labels_at: 0,
+                labels_len: 0,
+                task: r.task,
+                split: Split::Train,
+                near_duplicate: false,
+            });
+            self.set_labels(id, &r.labels);
+            if let Some((_, members)) = self.finder(r.task)? {
+                members.push(id);
+                sketch[task_index(r.task)].push(&r.text);
+            }
+        }
+        for (t, texts) in sketch.iter().enumerate() {
+            if let Some((finder, _)) = &mut self.near[t]
+                && !texts.is_empty()
+            {
+                finder.add(texts).map_err(dedup_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_labels(&mut self, row: u32, labels: &[String]) {
+        let at = self.label_ids.len() as u32;
+        for l in labels {
+            let id = self.labels.id(l);
+            self.label_ids.push(id);
+        }
+        let r = &mut self.rows[row as usize];
+        r.labels_at = at;
+        r.labels_len = labels.len().min(u16::MAX as usize) as u16;
+    }
+
+    fn label_ids_of(&self, row: u32) -> &[u32] {
+        let r = &self.rows[row as usize];
+        let at = r.labels_at as usize;
+        &self.label_ids[at..at + r.labels_len as usize]
+    }
+
+    fn labels_of(&self, row: u32) -> Vec<&str> {
+        self.label_ids_of(row)
+            .iter()
+            .map(|&id| self.labels.get(id))
+            .collect()
+    }
+
+    /// Near duplicates (MinHash, per task) of the kept rows, keeping the first occurrence.
+    /// Returns how many were removed.
+    fn remove_near_duplicates(&mut self) -> Result<usize> {
+        self.first = HashMap::new();
+        let mut removed = 0;
+        for slot in &mut self.near {
+            let Some((finder, members)) = slot.take() else {
+                continue;
+            };
+            for (j, d) in finder
+                .finish()
+                .map_err(dedup_error)?
+                .into_iter()
+                .enumerate()
+            {
+                if d.is_some() {
+                    self.rows[members[j] as usize].near_duplicate = true;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Assigns splits by group, stratified by each row's rarest label. Groups that share a
+    /// normalised text are merged first, so one text can never land in two splits.
+    fn assign_splits(&mut self, cfg: &PrepConfig) -> Result<()> {
+        let live: Vec<u32> = (0..self.rows.len() as u32)
+            .filter(|&i| !self.rows[i as usize].near_duplicate)
+            .collect();
+        // Group ids, merged across identical texts.
+        let mut parent: Vec<usize> = (0..self.groups.len()).collect();
+        let mut by_text: HashMap<u64, usize> = HashMap::new();
+        for &i in &live {
+            let r = &self.rows[i as usize];
+            let g = r.group as usize;
+            let other = *by_text.entry(r.key).or_insert(g);
+            let (a, b) = (root(&mut parent, g), root(&mut parent, other));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+        drop(by_text);
+        let groups: Vec<&str> = live
+            .iter()
+            .map(|&i| {
+                let g = self.rows[i as usize].group as usize;
+                self.groups.get(root(&mut parent, g) as u32)
+            })
+            .collect();
+
+        // Strata: task, plus the rarest label for classification.
+        let mut freq = vec![0_usize; self.labels.len()];
+        for &i in &live {
+            if self.rows[i as usize].task == Task::TechniqueClassification {
+                for &l in self.label_ids_of(i) {
+                    freq[l as usize] += 1;
+                }
+            }
+        }
+        let mut strata = Interner::default();
+        let stratum_of: Vec<u32> = live
+            .iter()
+            .map(|&i| {
+                let task = self.rows[i as usize].task;
+                let rarest = self
+                    .label_ids_of(i)
+                    .iter()
+                    .min_by_key(|&&l| (freq[l as usize], self.labels.get(l)));
+                let name = match (cfg.split.stratify, task, rarest) {
+                    (true, Task::TechniqueClassification, Some(&l)) => {
+                        format!("{task}/{}", self.labels.get(l))
+                    }
+                    (true, Task::TechniqueClassification, None) => format!("{task}/none"),
+                    _ => task.to_string(),
+                };
+                strata.id(&name)
+            })
+            .collect();
+        let strata_refs: Vec<&str> = stratum_of.iter().map(|&s| strata.get(s)).collect();
+        let assigned =
+            split::assign(&groups, &strata_refs, &cfg.splits()).map_err(|e| Error::Config {
+                problems: vec![format!("split: {e}")],
+            })?;
+        drop(groups);
+        for (&i, s) in live.iter().zip(assigned) {
+            self.rows[i as usize].split = s;
+        }
+        Ok(())
+    }
+
+    /// Keys of the normalised texts that the plan puts in more than one split (none, as
+    /// groups sharing a text are merged; the leakage check makes sure).
+    fn leak_suspects(&self) -> HashSet<u64> {
+        let mut placed: Vec<(u64, Split)> = self
+            .rows
+            .iter()
+            .filter(|r| !r.near_duplicate)
+            .map(|r| (r.key, r.split))
+            .collect();
+        placed.par_sort_unstable();
+        placed.dedup();
+        placed
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|run| run.len() > 1)
+            .map(|run| run[0].0)
+            .collect()
+    }
+
+    /// The second pass's view of a chunk: the rows to write, with their final labels and
+    /// splits. `ordinal` counts rows across chunks; a row that differs from the first
+    /// pass's means the source file changed in between.
+    fn select(&self, rows: Vec<Row>, ordinal: &mut usize, file: &str) -> Result<Vec<Row>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for mut r in rows {
+            let Some(&slot) = self.slots.get(*ordinal) else {
+                return Err(changed(file));
+            };
+            *ordinal += 1;
+            if slot == DROPPED {
+                continue;
+            }
+            let p = &self.rows[slot as usize];
+            if p.key != r.key || p.task != r.task {
+                return Err(changed(file));
+            }
+            if p.near_duplicate {
+                continue;
+            }
+            r.labels = self
+                .labels_of(slot)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            r.split = p.split;
+            r.group_id = p.group;
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+fn task_index(task: Task) -> usize {
+    Task::ALL.iter().position(|&t| t == task).unwrap_or(0)
+}
+
+fn dedup_error(e: dedup::DedupError) -> Error {
+    Error::Config {
+        problems: vec![format!("dedup: {e}")],
+    }
 }
 
 /// The catalog of `[attack]`: a TSV table or a STIX bundle, plus explicit replacements.
@@ -161,59 +721,6 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, e))?;
     Ok(format!("{:x}", h.finalize()))
-}
-
-/// Reads every source and validates its targets; bad rows go to `rejects`.
-fn read_sources(
-    cfg: &PrepConfig,
-    base: &Path,
-    catalog: &Catalog,
-    report: &mut LabelReport,
-    rejects: &mut Vec<Reject>,
-) -> Result<(Vec<Row>, Vec<SourceEntry>)> {
-    let mut rows = Vec::new();
-    let mut entries = Vec::new();
-    for (index, src) in cfg.sources.iter().enumerate() {
-        let path = resolve(base, &src.path);
-        let read = sources::read(src, &path, base)?;
-        let task = src.task();
-        let before = rows.len();
-        let mut rejected = read.rejects.len();
-        // Rejects name the file as the recipe does, so reruns elsewhere give the same bytes.
-        rejects.extend(read.rejects.into_iter().map(|r| Reject {
-            file: src.path.clone(),
-            ..r
-        }));
-        for raw in read.rows {
-            let line = raw.line;
-            match validate_row(raw, task, index, &src.name, cfg, catalog, report) {
-                Ok(row) => rows.push(row),
-                Err(reason) => {
-                    rejected += 1;
-                    rejects.push(Reject {
-                        source: src.name.clone(),
-                        file: src.path.clone(),
-                        line,
-                        reason,
-                    });
-                }
-            }
-        }
-        info!(source = %src.name, rows = rows.len() - before, rejected, "source read");
-        entries.push(SourceEntry {
-            name: src.name.clone(),
-            kind: serde_json::to_value(src.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            path: src.path.clone(),
-            sha256: sha256_file(&path)?,
-            rows_read: rows.len() - before + rejected,
-            rows_rejected: 0,
-            rows_kept: 0,
-        });
-    }
-    Ok((rows, entries))
 }
 
 /// Turns a raw row into a validated one: labels resolved, indicators validated, the
@@ -267,6 +774,7 @@ fn validate_row(
     let text = clean::normalize_unicode(&raw.text, cfg.clean.unicode);
     Ok(Row {
         group: raw.group.unwrap_or_else(|| id.clone()),
+        group_id: 0,
         id,
         task,
         source,
@@ -343,65 +851,6 @@ fn clean_rows(rows: &mut Vec<Row>, cfg: &PrepConfig, rejects: &mut Vec<Reject>) 
     Ok(())
 }
 
-/// Exact duplicates (per task, after normalisation) and then near duplicates (MinHash, per
-/// task) are removed, keeping the first occurrence; exact duplicates of a technique row
-/// give it their labels when `merge_labels` is on.
-fn remove_duplicates(rows: Vec<Row>, cfg: &PrepConfig, counts: &mut Counts) -> Result<Vec<Row>> {
-    let mut kept: Vec<Row> = Vec::with_capacity(rows.len());
-    if cfg.dedup.exact {
-        let mut first: HashMap<(Task, u64), usize> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let key = (row.task, row.key);
-            match first.get(&key) {
-                Some(&k) => {
-                    counts.exact_duplicates += 1;
-                    let merge = cfg.dedup.merge_labels
-                        && row.task == Task::TechniqueClassification
-                        && row.labels.iter().any(|l| !kept[k].labels.contains(l));
-                    if merge {
-                        counts.labels_merged += 1;
-                        kept[k].labels.extend(row.labels);
-                        kept[k].labels.sort();
-                        kept[k].labels.dedup();
-                    }
-                }
-                None => {
-                    first.insert(key, kept.len());
-                    kept.push(row);
-                }
-            }
-        }
-    } else {
-        kept = rows;
-    }
-    if !cfg.dedup.near {
-        return Ok(kept);
-    }
-    let minhash = cfg.minhash();
-    let mut drop = vec![false; kept.len()];
-    for task in Task::ALL {
-        let idx: Vec<usize> = (0..kept.len()).filter(|&i| kept[i].task == task).collect();
-        if idx.len() < 2 {
-            continue;
-        }
-        let texts: Vec<&str> = idx.iter().map(|&i| kept[i].text.as_str()).collect();
-        let dups = dedup::near_duplicates(&texts, &minhash).map_err(|e| Error::Config {
-            problems: vec![format!("dedup: {e}")],
-        })?;
-        for (j, d) in dups.into_iter().enumerate() {
-            if d.is_some() {
-                drop[idx[j]] = true;
-            }
-        }
-    }
-    counts.near_duplicates = drop.iter().filter(|d| **d).count();
-    Ok(kept
-        .into_iter()
-        .zip(drop)
-        .filter_map(|(r, d)| (!d).then_some(r))
-        .collect())
-}
-
 /// Union-find root with path halving.
 fn root(parent: &mut [usize], mut i: usize) -> usize {
     while parent[i] != i {
@@ -411,94 +860,55 @@ fn root(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-/// Assigns splits by group, stratified by each row's rarest label. Groups that share a
-/// normalised text are merged first, so one text can never land in two splits.
-fn assign_splits(rows: &mut [Row], cfg: &PrepConfig) -> Result<()> {
-    // Group ids, merged across identical texts.
-    let mut group_index: HashMap<&str, usize> = HashMap::new();
-    let mut names: Vec<&str> = Vec::new();
-    let row_group: Vec<usize> = rows
-        .iter()
-        .map(|r| {
-            *group_index.entry(r.group.as_str()).or_insert_with(|| {
-                names.push(r.group.as_str());
-                names.len() - 1
-            })
-        })
-        .collect();
-    let mut parent: Vec<usize> = (0..names.len()).collect();
-    let mut by_text: HashMap<u64, usize> = HashMap::new();
-    for (r, &g) in rows.iter().zip(&row_group) {
-        let other = *by_text.entry(r.key).or_insert(g);
-        let (a, b) = (root(&mut parent, g), root(&mut parent, other));
-        if a != b {
-            parent[a.max(b)] = a.min(b);
-        }
-    }
-    let groups: Vec<&str> = row_group
-        .iter()
-        .map(|&g| names[root(&mut parent, g)])
-        .collect();
-
-    // Strata: task, plus the rarest label for classification.
-    let mut freq: HashMap<&str, usize> = HashMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.task == Task::TechniqueClassification)
-    {
-        for l in &r.labels {
-            *freq.entry(l.as_str()).or_default() += 1;
-        }
-    }
-    let strata: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            let rarest = r
-                .labels
-                .iter()
-                .min_by_key(|l| (freq.get(l.as_str()), l.as_str()));
-            match (cfg.split.stratify, r.task, rarest) {
-                (true, Task::TechniqueClassification, Some(l)) => format!("{}/{l}", r.task),
-                (true, Task::TechniqueClassification, None) => format!("{}/none", r.task),
-                _ => r.task.to_string(),
-            }
-        })
-        .collect();
-    let strata_refs: Vec<&str> = strata.iter().map(String::as_str).collect();
-    let assigned =
-        split::assign(&groups, &strata_refs, &cfg.splits()).map_err(|e| Error::Config {
-            problems: vec![format!("split: {e}")],
-        })?;
-    for (r, s) in rows.iter_mut().zip(assigned) {
-        r.split = s;
-    }
-    Ok(())
+/// The leakage check over the rows as written: fails if any normalised text appears in
+/// more than one split. It follows only the texts it is told to suspect (the plan's
+/// [`Plan::leak_suspects`]), or every text when made with `default`.
+#[derive(Default)]
+pub(crate) struct LeakageCheck {
+    suspects: Option<HashSet<u64>>,
+    seen: HashMap<u64, Split>,
+    leaks: BTreeMap<u64, (Split, Split)>,
+    example: Option<String>,
 }
 
-/// Fails if any normalised text appears in more than one split.
-pub(crate) fn check_leakage(rows: &[Row]) -> Result<()> {
-    let mut seen: HashMap<u64, (Split, usize)> = HashMap::with_capacity(rows.len());
-    let mut leaks: BTreeMap<usize, (Split, Split)> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        match seen.get(&r.key) {
-            Some(&(s, first)) if s != r.split => {
-                leaks.entry(first).or_insert((s, r.split));
+impl LeakageCheck {
+    fn suspecting(keys: HashSet<u64>) -> Self {
+        Self {
+            suspects: Some(keys),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn see(&mut self, r: &Row) {
+        if self.suspects.as_ref().is_some_and(|s| !s.contains(&r.key)) {
+            return;
+        }
+        match self.seen.get(&r.key) {
+            Some(&s) if s != r.split => {
+                if let std::collections::btree_map::Entry::Vacant(e) = self.leaks.entry(r.key) {
+                    e.insert((s, r.split));
+                    if self.example.is_none() {
+                        self.example = Some(r.text.chars().take(80).collect());
+                    }
+                }
             }
             Some(_) => {}
             None => {
-                seen.insert(r.key, (r.split, i));
+                self.seen.insert(r.key, r.split);
             }
         }
     }
-    let Some((&first, &(a, b))) = leaks.iter().next() else {
-        return Ok(());
-    };
-    let example: String = rows[first].text.chars().take(80).collect();
-    Err(Error::Leakage {
-        count: leaks.len(),
-        example,
-        splits: format!("{a} and {b}"),
-    })
+
+    pub(crate) fn finish(self) -> Result<()> {
+        let (Some(example), Some((_, &(a, b)))) = (self.example, self.leaks.iter().next()) else {
+            return Ok(());
+        };
+        Err(Error::Leakage {
+            count: self.leaks.len(),
+            example,
+            splits: format!("{a} and {b}"),
+        })
+    }
 }
 
 /// The input text as a prompt shows it: indicators refanged, or defanged when configured.
@@ -522,8 +932,7 @@ fn display_text(r: &Row, defang: bool) -> Cow<'_, str> {
 
 /// Renders prompts and completions (the writer derives `messages` from them); builds
 /// technique targets from final labels.
-fn render(rows: &mut [Row], cfg: &PrepConfig) -> Result<()> {
-    let prompts = Prompts::new(&cfg.prompt)?;
+fn render(rows: &mut [Row], prompts: &Prompts, cfg: &PrepConfig) -> Result<()> {
     let defang = cfg.ioc.defang_in_prompts;
     rows.par_iter_mut().try_for_each(|r| {
         if r.task == Task::TechniqueClassification {
@@ -595,6 +1004,7 @@ mod tests {
             source: 0,
             line: 1,
             group: id.into(),
+            group_id: 0,
             text_raw: text.into(),
             text: text.into(),
             key: dedup::exact_key(text),
@@ -609,6 +1019,19 @@ mod tests {
         }
     }
 
+    fn check(rows: &[Row]) -> Result<()> {
+        let mut leakage = LeakageCheck::default();
+        rows.iter().for_each(|r| leakage.see(r));
+        leakage.finish()
+    }
+
+    fn recipe(extra: &str) -> PrepConfig {
+        toml::from_str(&format!(
+            "[[sources]]\nname = \"s\"\nkind = \"tram_sentences\"\npath = \"x\"\n{extra}"
+        ))
+        .expect("cfg")
+    }
+
     #[test]
     fn leakage_check_catches_a_planted_duplicate() {
         let mut rows = vec![
@@ -616,24 +1039,22 @@ mod tests {
             row("b", "Something else.", Split::Test),
             row("c", "apt29  used PowerShell.", Split::Train),
         ];
-        check_leakage(&rows).expect("same split is fine");
+        check(&rows).expect("same split is fine");
         rows.push(row("d", "APT29 used   powershell.", Split::Test));
-        let err = check_leakage(&rows).expect_err("planted duplicate");
+        let err = check(&rows).expect_err("planted duplicate");
         let msg = err.to_string();
         assert!(
-            msg.contains("APT29 used PowerShell.") && msg.contains("train and test"),
+            msg.contains("APT29 used   powershell.") && msg.contains("train and test"),
             "{msg}"
         );
     }
 
     #[test]
     fn identical_texts_in_different_groups_share_a_split() {
-        let cfg: PrepConfig = toml::from_str(
-            "[[sources]]\nname = \"s\"\nkind = \"tram_sentences\"\npath = \"x\"\n\
-             [dedup]\nexact = false\nnear = false\n",
-        )
-        .expect("cfg");
-        let mut rows: Vec<Row> = (0..400)
+        let cfg = recipe("[dedup]\nexact = false\nnear = false\n");
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut plan = Plan::new(&cfg, dir.path()).expect("plan");
+        let rows: Vec<Row> = (0..400)
             .map(|i| {
                 row(
                     &format!("r{i}"),
@@ -642,8 +1063,87 @@ mod tests {
                 )
             })
             .collect();
-        assign_splits(&mut rows, &cfg).expect("split");
-        check_leakage(&rows).expect("groups merged by text");
-        assert!(rows.iter().any(|r| r.split == Split::Test));
+        plan.add(rows.clone()).expect("add");
+        plan.assign_splits(&cfg).expect("split");
+        let mut ordinal = 0;
+        let written = plan.select(rows, &mut ordinal, "x").expect("select");
+        assert_eq!(written.len(), 400);
+        check(&written).expect("groups merged by text");
+        assert!(written.iter().any(|r| r.split == Split::Test));
+    }
+
+    #[test]
+    fn exact_duplicates_merge_labels_into_the_first_row() {
+        let cfg = recipe("[dedup]\nnear = false\n");
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut plan = Plan::new(&cfg, dir.path()).expect("plan");
+        let mut a = row("a", "APT29 used PowerShell.", Split::Train);
+        a.labels = vec!["T1059.001".into()];
+        let mut b = row("b", "apt29 used  powershell.", Split::Train);
+        b.labels = vec!["T1059".into(), "T1059.001".into()];
+        let c = row("c", "Something else.", Split::Train);
+        plan.add(vec![a.clone(), b.clone()]).expect("first chunk");
+        plan.add(vec![c.clone()]).expect("second chunk");
+        assert_eq!((plan.exact_duplicates, plan.labels_merged), (1, 1));
+        plan.assign_splits(&cfg).expect("split");
+        let mut ordinal = 0;
+        let written = plan
+            .select(vec![a, b, c], &mut ordinal, "x")
+            .expect("select");
+        let ids: Vec<&str> = written.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(written[0].labels, ["T1059", "T1059.001"]);
+    }
+
+    #[test]
+    fn a_source_that_changes_between_the_passes_is_an_error() {
+        let cfg = recipe("[dedup]\nnear = false\n");
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut plan = Plan::new(&cfg, dir.path()).expect("plan");
+        let rows = vec![
+            row("a", "one text", Split::Train),
+            row("b", "two", Split::Train),
+        ];
+        plan.add(rows).expect("add");
+        plan.assign_splits(&cfg).expect("split");
+        let edited = vec![
+            row("a", "one text", Split::Train),
+            row("b", "three", Split::Train),
+        ];
+        let err = plan
+            .select(edited, &mut 0, "reports.jsonl")
+            .expect_err("edited");
+        assert!(err.to_string().contains("reports.jsonl"), "{err}");
+        assert!(err.to_string().contains("changed"), "{err}");
+        let longer = vec![row("a", "one text", Split::Train); 3];
+        assert!(plan.select(longer, &mut 0, "x").is_err());
+    }
+
+    #[test]
+    fn a_text_planned_into_two_splits_fails_the_leakage_check() {
+        let cfg = recipe("[dedup]\nexact = false\nnear = false\n");
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut plan = Plan::new(&cfg, dir.path()).expect("plan");
+        let rows = vec![
+            row("a", "APT29 used PowerShell.", Split::Train),
+            row("b", "Something else.", Split::Train),
+            row("c", "apt29 used  powershell.", Split::Train),
+        ];
+        plan.add(rows.clone()).expect("add");
+        plan.assign_splits(&cfg).expect("split");
+        assert!(
+            plan.leak_suspects().is_empty(),
+            "groups sharing a text are merged"
+        );
+        // Plant a fault: the same text in two splits.
+        plan.rows[0].split = Split::Train;
+        plan.rows[2].split = Split::Test;
+        let suspects = plan.leak_suspects();
+        assert_eq!(suspects.len(), 1);
+        let mut leakage = LeakageCheck::suspecting(suspects);
+        let written = plan.select(rows, &mut 0, "x").expect("select");
+        written.iter().for_each(|r| leakage.see(r));
+        let err = leakage.finish().expect_err("planted leak");
+        assert!(err.to_string().contains("train and test"), "{err}");
     }
 }

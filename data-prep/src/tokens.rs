@@ -2,7 +2,7 @@
 //! crate), and the `max_tokens` limit: rows over it are dropped, or their input text is
 //! shortened until prompt and completion fit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
@@ -13,7 +13,7 @@ use crate::prompt::Prompts;
 use crate::sources::Reject;
 
 /// Loads `path` (a `tokenizer.json`, or a folder holding one).
-fn load(path: &Path) -> Result<(Tokenizer, std::path::PathBuf)> {
+fn load(path: &Path) -> Result<(Tokenizer, PathBuf)> {
     let file = if path.is_dir() {
         path.join("tokenizer.json")
     } else {
@@ -36,40 +36,61 @@ fn count(tok: &Tokenizer, texts: Vec<&str>, path: &Path) -> Result<Vec<u32>> {
     Ok(enc.iter().map(|e| e.len() as u32).collect())
 }
 
-/// Counts tokens of every row and applies `max_tokens`. Returns `file (sha256)` for the
-/// manifest.
-///
-/// # Errors
-/// The tokenizer cannot be loaded or fails on a text.
-pub(crate) fn apply(
-    rows: &mut Vec<Row>,
-    path: &Path,
-    cfg: &PrepConfig,
-    rejects: &mut Vec<Reject>,
-) -> Result<String> {
-    let (tok, file) = load(path)?;
-    let prompts = count(
-        &tok,
-        rows.iter().map(|r| r.prompt.as_str()).collect(),
-        &file,
-    )?;
-    let completions = count(
-        &tok,
-        rows.iter().map(|r| r.completion.as_str()).collect(),
-        &file,
-    )?;
-    for (r, (p, c)) in rows.iter_mut().zip(prompts.into_iter().zip(completions)) {
-        r.prompt_tokens = Some(p);
-        r.completion_tokens = Some(c);
+/// A loaded tokenizer that counts the tokens of rows, a chunk at a time.
+pub(crate) struct Counter {
+    tok: Tokenizer,
+    file: PathBuf,
+    sha256: String,
+}
+
+impl Counter {
+    /// Loads `path` (a `tokenizer.json`, or a folder holding one).
+    ///
+    /// # Errors
+    /// The tokenizer cannot be read or parsed.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let (tok, file) = load(path)?;
+        let sha256 = sha256_file(&file)?;
+        Ok(Self { tok, file, sha256 })
     }
-    let max = cfg.tokens.max_tokens as u32;
-    if max > 0 {
-        let renderer = Prompts::new(&cfg.prompt)?;
+
+    /// `file (sha256)`, for the manifest.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} ({})", self.file.display(), self.sha256)
+    }
+
+    /// Counts the tokens of every row and applies `max_tokens`: rows over it are dropped
+    /// into `rejects`, or shortened, as `tokens.overflow` says.
+    ///
+    /// # Errors
+    /// The tokenizer fails on a text, or a shortened row fails to render.
+    pub(crate) fn apply(
+        &self,
+        rows: &mut Vec<Row>,
+        cfg: &PrepConfig,
+        prompts: &Prompts,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<()> {
+        let (tok, file) = (&self.tok, &self.file);
+        let counts = count(tok, rows.iter().map(|r| r.prompt.as_str()).collect(), file)?;
+        let completions = count(
+            tok,
+            rows.iter().map(|r| r.completion.as_str()).collect(),
+            file,
+        )?;
+        for (r, (p, c)) in rows.iter_mut().zip(counts.into_iter().zip(completions)) {
+            r.prompt_tokens = Some(p);
+            r.completion_tokens = Some(c);
+        }
+        let max = cfg.tokens.max_tokens as u32;
+        if max == 0 {
+            return Ok(());
+        }
         let mut keep = Vec::with_capacity(rows.len());
         for mut r in std::mem::take(rows) {
             let fits = match cfg.tokens.overflow {
                 Overflow::Drop => total(&r) <= max,
-                Overflow::Truncate => truncate(&mut r, max, &tok, &renderer, &file)?,
+                Overflow::Truncate => truncate(&mut r, max, tok, prompts, file)?,
             };
             if fits {
                 keep.push(r);
@@ -87,8 +108,8 @@ pub(crate) fn apply(
             }
         }
         *rows = keep;
+        Ok(())
     }
-    Ok(format!("{} ({})", file.display(), sha256_file(&file)?))
 }
 
 fn total(r: &Row) -> u32 {

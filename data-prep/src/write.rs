@@ -1,12 +1,14 @@
 //! Writing the dataset folder: one parquet file per split (rows in source order), the
 //! rejects as JSON Lines, and the manifest, all under a temporary name renamed into place.
-//! Per-split statistics are computed with Polars over the frames being written.
+//! Rows arrive a chunk at a time and leave a parquet row group at a time; per-split
+//! statistics are gathered on the way and summarised with Polars.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -125,33 +127,6 @@ fn lengths(df: &DataFrame, e: Expr) -> Result<Option<Lengths>> {
     )
 }
 
-fn split_entry(rows: &[Row], df: &DataFrame, sha256: String) -> Result<SplitEntry> {
-    let mut tasks = BTreeMap::new();
-    let mut labels = BTreeMap::new();
-    let mut groups = std::collections::HashSet::new();
-    for r in rows {
-        *tasks.entry(r.task.to_string()).or_insert(0) += 1;
-        for l in &r.labels {
-            *labels.entry(l.clone()).or_insert(0) += 1;
-        }
-        groups.insert(r.group.as_str());
-    }
-    let tokens = if rows.iter().any(|r| r.prompt_tokens.is_some()) {
-        lengths(df, col(s::PROMPT_TOKENS) + col(s::COMPLETION_TOKENS))?
-    } else {
-        None
-    };
-    Ok(SplitEntry {
-        rows: rows.len(),
-        groups: groups.len(),
-        sha256,
-        tasks,
-        labels,
-        text_chars: lengths(df, col(s::TEXT).str().len_chars())?.unwrap_or_default(),
-        tokens,
-    })
-}
-
 /// Writes `rejects` as JSON Lines to `path` (atomically).
 ///
 /// # Errors
@@ -170,20 +145,100 @@ pub(crate) fn rejects_file(path: &Path, rejects: &[Reject]) -> Result<()> {
     write().map_err(|e| Error::io(path, e))
 }
 
-fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    ParquetWriter::new(file)
-        .with_statistics(StatisticsOptions::default())
-        .finish(df)
-        .map_err(|e| Error::polars(format!("writing {}", path.display()), e))?;
-    Ok(())
+/// Rows per parquet row group. A split's rows wait in memory until a group is full, so
+/// this bounds what the writer holds; it is fixed, so the files do not depend on how the
+/// sources were chunked.
+const ROW_GROUP_ROWS: usize = 8_192;
+
+/// One split's statistics, gathered as its rows are written.
+#[derive(Default)]
+struct SplitStats {
+    rows: usize,
+    groups: HashSet<u32>,
+    tasks: BTreeMap<String, usize>,
+    labels: BTreeMap<String, usize>,
+    text_chars: Vec<u32>,
+    tokens: Vec<Option<u32>>,
 }
 
-/// Everything the pipeline hands to the writer.
-pub(crate) struct Prepared {
-    /// Kept rows, each with its split.
-    pub rows: Vec<Row>,
-    /// Rejected rows.
+impl SplitStats {
+    fn add(&mut self, r: &Row) {
+        self.rows += 1;
+        self.groups.insert(r.group_id);
+        bump(&mut self.tasks, r.task.as_str());
+        for l in &r.labels {
+            bump(&mut self.labels, l);
+        }
+        self.text_chars.push(r.text.chars().count() as u32);
+        self.tokens
+            .push(r.prompt_tokens.zip(r.completion_tokens).map(|(p, c)| p + c));
+    }
+
+    fn entry(self, sha256: String) -> Result<SplitEntry> {
+        let frame = |values: Column| {
+            DataFrame::new_infer_height(vec![values])
+                .map_err(|e| Error::polars("length statistics", e))
+        };
+        let chars = frame(Column::new("v".into(), self.text_chars))?;
+        let tokens = if self.tokens.iter().any(Option::is_some) {
+            lengths(&frame(Column::new("v".into(), self.tokens))?, col("v"))?
+        } else {
+            None
+        };
+        Ok(SplitEntry {
+            rows: self.rows,
+            groups: self.groups.len(),
+            sha256,
+            tasks: self.tasks,
+            labels: self.labels,
+            text_chars: lengths(&chars, col("v"))?.unwrap_or_default(),
+            tokens,
+        })
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, usize>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// One split's parquet file, written a row group at a time.
+struct SplitFile {
+    split: Split,
+    path: PathBuf,
+    writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
+    pending: Vec<Row>,
+    stats: SplitStats,
+}
+
+impl SplitFile {
+    /// Writes the first `n` pending rows as one row group.
+    fn flush(&mut self, n: usize, cfg: &PrepConfig, prompts: &Prompts) -> Result<()> {
+        let mut rows: Vec<Row> = self.pending.drain(..n).collect();
+        let df = frame(&mut rows, cfg, prompts)?;
+        let ctx = || format!("writing {}", self.path.display());
+        if self.writer.is_none() {
+            let file = std::fs::File::create(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            let writer = ParquetWriter::new(file)
+                .with_statistics(StatisticsOptions::default())
+                .batched(df.schema())
+                .map_err(|e| Error::polars(ctx(), e))?;
+            self.writer = Some(writer);
+        }
+        if let Some(w) = &mut self.writer {
+            w.write_batch(&df).map_err(|e| Error::polars(ctx(), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything the manifest needs besides the splits.
+pub(crate) struct Finished {
+    /// Rejected rows, in the order to write them.
     pub rejects: Vec<Reject>,
     /// Per-source counts and hashes.
     pub sources: Vec<SourceEntry>,
@@ -195,13 +250,106 @@ pub(crate) struct Prepared {
     pub tokenizer: Option<String>,
 }
 
-/// Writes the whole dataset folder and returns its manifest.
-pub(crate) fn dataset(
-    out: &Path,
-    cfg: &PrepConfig,
-    prepared: Prepared,
-    force: bool,
-) -> Result<Manifest> {
+/// Writes the dataset folder's files into the staging folder as rows arrive.
+pub(crate) struct DatasetWriter<'a> {
+    dir: PathBuf,
+    cfg: &'a PrepConfig,
+    prompts: Prompts,
+    splits: Vec<SplitFile>,
+}
+
+impl<'a> DatasetWriter<'a> {
+    pub(crate) fn new(dir: &Path, cfg: &'a PrepConfig) -> Result<Self> {
+        let splits = SPLITS
+            .into_iter()
+            .map(|split| SplitFile {
+                split,
+                path: dir.join(format!("{split}.parquet")),
+                writer: None,
+                pending: Vec::new(),
+                stats: SplitStats::default(),
+            })
+            .collect();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cfg,
+            prompts: Prompts::new(&cfg.prompt)?,
+            splits,
+        })
+    }
+
+    /// Appends rows (each with its split), in order, writing every full row group.
+    pub(crate) fn push(&mut self, rows: Vec<Row>) -> Result<()> {
+        for r in rows {
+            let i = SPLITS.iter().position(|&s| s == r.split).unwrap_or(0);
+            self.splits[i].stats.add(&r);
+            self.splits[i].pending.push(r);
+        }
+        for file in &mut self.splits {
+            while file.pending.len() >= ROW_GROUP_ROWS {
+                file.flush(ROW_GROUP_ROWS, self.cfg, &self.prompts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the last row groups, the rejects and the manifest.
+    pub(crate) fn finish(self, rest: Finished) -> Result<Manifest> {
+        let Self {
+            dir,
+            cfg,
+            prompts,
+            splits,
+        } = self;
+        let mut entries = BTreeMap::new();
+        let mut fingerprint = Sha256::new();
+        for mut file in splits {
+            let n = file.pending.len();
+            if n > 0 || file.writer.is_none() {
+                file.flush(n, cfg, &prompts)?;
+            }
+            if let Some(w) = &file.writer {
+                w.finish()
+                    .map_err(|e| Error::polars(format!("writing {}", file.path.display()), e))?;
+            }
+            let sha = sha256_file(&file.path)?;
+            fingerprint.update(format!("{}:{sha}\n", file.split).as_bytes());
+            entries.insert(file.split.to_string(), file.stats.entry(sha)?);
+        }
+        rejects_file(&dir.join("rejects.jsonl"), &rest.rejects)?;
+        let config = serde_json::to_value(cfg).map_err(|e| Error::Output {
+            path: dir.clone(),
+            message: format!("cannot serialise the recipe: {e}"),
+        })?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            name: cfg.dataset.name.clone(),
+            created_by: concat!("ctiforge-data-prep ", env!("CARGO_PKG_VERSION")).into(),
+            fingerprint: format!("sha256:{:x}", fingerprint.finalize()),
+            sources: rest.sources,
+            counts: rest.counts,
+            splits: entries,
+            labels: rest.labels,
+            tokenizer: rest.tokenizer,
+            config,
+        };
+        let path = dir.join("manifest.json");
+        let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Output {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        text.push('\n');
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        Ok(manifest)
+    }
+}
+
+/// A fresh staging folder beside `out` (`.NAME.tmp-PID`), where the dataset is written
+/// before [`commit`] renames it into place.
+///
+/// # Errors
+/// The folder cannot be created.
+pub(crate) fn stage_dir(out: &Path) -> Result<PathBuf> {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -211,71 +359,16 @@ pub(crate) fn dataset(
         std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
     }
     std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
-    let result = write_into(&stage, cfg, prepared);
-    let manifest = match result {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&stage);
-            return Err(e);
-        }
-    };
+    Ok(stage)
+}
+
+/// Renames the finished staging folder to `out`, replacing an existing `out` when `force`.
+///
+/// # Errors
+/// `out` cannot be removed or the rename fails.
+pub(crate) fn commit(stage: &Path, out: &Path, force: bool) -> Result<()> {
     if out.exists() && force {
         std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
     }
-    std::fs::rename(&stage, out).map_err(|e| Error::io(out, e))?;
-    Ok(manifest)
-}
-
-fn write_into(dir: &Path, cfg: &PrepConfig, prepared: Prepared) -> Result<Manifest> {
-    let Prepared {
-        rows,
-        rejects,
-        sources,
-        counts,
-        labels,
-        tokenizer,
-    } = prepared;
-    let prompts = Prompts::new(&cfg.prompt)?;
-    let mut splits = BTreeMap::new();
-    let mut fingerprint = Sha256::new();
-    // Rows move into their split (keeping source order), and each split's strings move
-    // into its frame, so the text is held about once at any time, not twice.
-    let mut parts: [Vec<Row>; 3] = Default::default();
-    for r in rows {
-        let i = SPLITS.iter().position(|&s| s == r.split).unwrap_or(0);
-        parts[i].push(r);
-    }
-    for (split, mut part) in SPLITS.into_iter().zip(parts) {
-        let mut df = frame(&mut part, cfg, &prompts)?;
-        let path = dir.join(format!("{split}.parquet"));
-        write_parquet(&path, &mut df)?;
-        let sha = sha256_file(&path)?;
-        fingerprint.update(format!("{split}:{sha}\n").as_bytes());
-        splits.insert(split.to_string(), split_entry(&part, &df, sha)?);
-    }
-    rejects_file(&dir.join("rejects.jsonl"), &rejects)?;
-    let config = serde_json::to_value(cfg).map_err(|e| Error::Output {
-        path: dir.to_path_buf(),
-        message: format!("cannot serialise the recipe: {e}"),
-    })?;
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        name: cfg.dataset.name.clone(),
-        created_by: concat!("ctiforge-data-prep ", env!("CARGO_PKG_VERSION")).into(),
-        fingerprint: format!("sha256:{:x}", fingerprint.finalize()),
-        sources,
-        counts,
-        splits,
-        labels,
-        tokenizer,
-        config,
-    };
-    let path = dir.join("manifest.json");
-    let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Output {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    text.push('\n');
-    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-    Ok(manifest)
+    std::fs::rename(stage, out).map_err(|e| Error::io(out, e))
 }

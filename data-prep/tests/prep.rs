@@ -449,3 +449,111 @@ fn ioc_entities_and_corpus_recipes_run_on_the_real_files() {
     let got = Manifest::read(&dir.path().join("corpus")).expect("manifest");
     assert_eq!(got, m);
 }
+
+/// The dataset must not depend on how the sources are chunked: exact duplicates, label
+/// merges and near duplicates across chunk boundaries, per-source limits that end inside
+/// a chunk, and row groups that fill across chunks.
+#[test]
+fn chunk_size_does_not_change_the_dataset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = recipe("tram-techniques.toml", &[]);
+    let tiny = recipe(
+        "tram-techniques.toml",
+        &[("dataset.chunk_rows", toml::Value::Integer(7))],
+    );
+    let a = prepare(&whole, &dir.path().join("a"), &opts()).expect("default chunks");
+    let b = prepare(&tiny, &dir.path().join("b"), &opts()).expect("7-row chunks");
+    assert!(
+        a.counts.exact_duplicates > 0 && a.counts.labels_merged > 0,
+        "{:?}",
+        a.counts
+    );
+    assert_eq!(a.counts, b.counts);
+    assert_eq!(a.sources, b.sources);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    for f in [
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+        "rejects.jsonl",
+    ] {
+        let x = std::fs::read(dir.path().join("a").join(f)).expect("a");
+        let y = std::fs::read(dir.path().join("b").join(f)).expect("b");
+        assert!(x == y, "{f} differs between chunk sizes");
+    }
+}
+
+/// CSV and Parquet files are read by Polars a slice at a time; slices of 3 rows give the
+/// rows, line numbers and rejects of one whole read.
+#[test]
+fn csv_and_parquet_sources_read_in_slices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 50;
+    let texts: Vec<Option<String>> = (0..n)
+        .map(|i| (i != 17).then(|| format!("Group {i} staged payload number {i} with curl.")))
+        .collect();
+    let groups: Vec<String> = (0..n).map(|i| format!("r{}", i % 9)).collect();
+    let labels: Vec<&str> = (0..n)
+        .map(|i| if i % 2 == 0 { "T1105" } else { "T1059" })
+        .collect();
+    let mut df = df!("body" => texts, "report" => groups, "ttps" => labels).expect("frame");
+    let parquet = dir.path().join("mine.parquet");
+    let file = std::fs::File::create(&parquet).expect("create");
+    ParquetWriter::new(file)
+        .finish(&mut df)
+        .expect("write parquet");
+    let csv = dir.path().join("mine.csv");
+    let mut file = std::fs::File::create(&csv).expect("create");
+    CsvWriter::new(&mut file)
+        .finish(&mut df)
+        .expect("write csv");
+    for (kind, path, first_line) in [("parquet", &parquet, 1), ("csv", &csv, 2)] {
+        let make = |chunk: usize| {
+            let text = format!(
+                "[dataset]\nchunk_rows = {chunk}\n\
+                 [[sources]]\nname = \"mine\"\nkind = \"{kind}\"\npath = \"{}\"\n\
+                 columns = {{ text = \"body\", labels = \"ttps\", group = \"report\" }}\n\
+                 [dedup]\nnear = false\n",
+                path.display()
+            );
+            PrepConfig::from_toml(&text, Path::new("inline.toml")).expect("cfg")
+        };
+        let whole = prepare(
+            &make(1000),
+            &dir.path().join(format!("{kind}-whole")),
+            &opts(),
+        )
+        .expect("whole");
+        let sliced = prepare(
+            &make(3),
+            &dir.path().join(format!("{kind}-sliced")),
+            &opts(),
+        )
+        .expect("sliced");
+        assert_eq!(whole.fingerprint, sliced.fingerprint, "{kind}");
+        assert_eq!(
+            (sliced.counts.read, sliced.counts.kept),
+            (n, n - 1),
+            "{kind}"
+        );
+        let rejects = jsonl(&dir.path().join(format!("{kind}-sliced/rejects.jsonl")));
+        assert_eq!(rejects.len(), 1, "{kind}");
+        assert_eq!(
+            rejects[0]["line"],
+            17 + first_line,
+            "{kind}: the null text's line"
+        );
+        let mut lines: Vec<u32> = Vec::new();
+        for split in ["train", "validation", "test"] {
+            let df = read_split(&dir.path().join(format!("{kind}-sliced")), split);
+            let col = df.column("line").expect("line").u32().expect("u32").clone();
+            lines.extend(col.into_no_null_iter());
+        }
+        lines.sort_unstable();
+        let expected: Vec<u32> = (0..n as u32)
+            .filter(|&i| i != 17)
+            .map(|i| i + first_line)
+            .collect();
+        assert_eq!(lines, expected, "{kind}");
+    }
+}

@@ -32,6 +32,9 @@ const TIME: &str = "/usr/bin/time";
 /// Rows of the default corpus.
 pub const DEFAULT_ROWS: usize = 1_000_000;
 
+/// Tenths of the corpus that ctiforge also prepares, to show how its memory grows.
+const SCALING_PARTS: [usize; 2] = [1, 3];
+
 /// The settings both pipelines run with (data-prep's defaults, spelled out).
 const SEED: u64 = 20250607;
 const THRESHOLD: f64 = 0.8;
@@ -99,7 +102,26 @@ pub fn run(rows: usize) -> Result<()> {
         run_pandas(&python, &corpus, &theirs_out)
     })?;
     check_agreement(&ours, &theirs)?;
-    let table = render(rows, &ours, &theirs);
+    let mut scaling = Vec::new();
+    for part in SCALING_PARTS {
+        let n = rows * part / 10;
+        if n < 1000 {
+            continue;
+        }
+        let sample = dir.join(format!("corpus-{rows}-first-{n}.jsonl"));
+        let recipe = dir.join(format!("recipe-{rows}-first-{n}.toml"));
+        let out = dir.join(format!("out-ctiforge-{rows}-first-{n}"));
+        let outcome = t.step("ctiforge prep", &format!("first {n} rows"), || {
+            first_lines(&corpus, &sample, n)?;
+            std::fs::write(&recipe, recipe_text(&sample, n)?)
+                .with_context(|| format!("writing {}", recipe.display()))?;
+            run_ctiforge(&recipe, &out)
+        })?;
+        scaling.push((n, outcome));
+    }
+    scaling.push((rows, ours));
+    let mut table = render(rows, &ours, &theirs);
+    table.push_str(&render_scaling(&scaling));
     println!("{table}");
     update_doc(&workspace_root().join("docs/benchmarks.md"), rows, &table)?;
     eprintln!("\nbench-prep done: {}", t.summary());
@@ -367,7 +389,50 @@ fn render(rows: usize, ours: &Outcome, theirs: &Outcome) -> String {
     s
 }
 
-/// `nproc`, the CPU model and `free -g`'s total memory, for the doc.
+/// Copies the first `n` lines of `corpus` to `out`.
+fn first_lines(corpus: &Path, out: &Path, n: usize) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(corpus).with_context(|| format!("opening {}", corpus.display()))?,
+    );
+    let mut writer = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    for line in reader.lines().take(n) {
+        writeln!(writer, "{}", line?)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// ctiforge's time and peak memory by corpus size, with the memory each further row adds.
+fn render_scaling(runs: &[(usize, Outcome)]) -> String {
+    let mut s = String::from(
+        "\nctiforge alone on the first rows of the same corpus (memory added per row: the \
+         increase over the previous size, divided by the rows added):\n\n\
+         | rows | seconds | rows/s | peak RSS MiB | bytes per added row |\n|---|---|---|---|---|\n",
+    );
+    let mut previous: Option<(usize, u64)> = None;
+    for &(rows, o) in runs {
+        let per_row = match previous {
+            Some((n, bytes)) if rows > n => format!(
+                "{:.0}",
+                o.peak_rss_bytes.saturating_sub(bytes) as f64 / (rows - n) as f64
+            ),
+            _ => "-".into(),
+        };
+        s.push_str(&format!(
+            "| {rows} | {:.1} | {:.0} | {:.0} | {per_row} |\n",
+            o.secs,
+            rows as f64 / o.secs,
+            mib(o.peak_rss_bytes)
+        ));
+        previous = Some((rows, o.peak_rss_bytes));
+    }
+    s
+}
+
+/// Writes the tables, with the date, the command and the machine, between the markers.
 fn update_doc(path: &Path, rows: usize, table: &str) -> Result<()> {
     let command = if rows == DEFAULT_ROWS {
         "cargo xtask bench-prep".to_owned()

@@ -12,9 +12,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// The workspace root: the parent of this crate's manifest directory.
+///
+/// `cargo run` passes the manifest directory at run time, and that value wins over the
+/// one compiled in: CI clones share one target directory, and cargo does not rebuild
+/// xtask when only the clone's path changed, so the compiled-in path can name an earlier
+/// clone that no longer exists.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// Variables `cargo run` sets for the xtask binary itself. A nested cargo must not inherit

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{RawRow, SourceRead, json_lines};
+use super::{RawRow, Sink, SourceRead, json_lines};
 use crate::config::{ReportUnit, SourceConfig, resolve};
 use crate::error::Result;
 
@@ -18,8 +18,12 @@ struct SingleLabel {
 }
 
 /// `tram2_single_label_train.jsonl`: one technique per sentence, grouped by report.
-pub(super) fn tram_single_label(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: SingleLabel| {
+pub(super) fn tram_single_label(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: SingleLabel| {
         out.rows.push(RawRow {
             line,
             group: r.doc_id,
@@ -37,8 +41,12 @@ struct Sentence {
 }
 
 /// TRAM bootstrap (`labels: [id]`) and negative (`labels: []`) sentences.
-pub(super) fn tram_sentences(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: Sentence| {
+pub(super) fn tram_sentences(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: Sentence| {
         out.rows.push(RawRow {
             line,
             text: r.text,
@@ -66,34 +74,40 @@ struct Report {
 
 /// TRAM annotated reports: one row per distinct span (labels of spans with the same
 /// offsets merged), or one row per report with all its techniques.
-pub(super) fn tram_reports(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: Report| match src.unit {
-        ReportUnit::Document => out.rows.push(RawRow {
-            line,
-            group: Some(r.doc_id),
-            text: r.text,
-            labels: r.techniques,
-            ..RawRow::default()
-        }),
-        ReportUnit::Span => {
-            let mut spans: BTreeMap<(usize, usize), (String, Vec<String>)> = BTreeMap::new();
-            for a in r.annotations {
-                let entry = spans
-                    .entry((a.start, a.end))
-                    .or_insert((a.text, Vec::new()));
-                if !entry.1.contains(&a.technique_id) {
-                    entry.1.push(a.technique_id);
+pub(super) fn tram_reports(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: Report| {
+        match src.unit {
+            ReportUnit::Document => out.rows.push(RawRow {
+                line,
+                group: Some(r.doc_id),
+                text: r.text,
+                labels: r.techniques,
+                ..RawRow::default()
+            }),
+            ReportUnit::Span => {
+                let mut spans: BTreeMap<(usize, usize), (String, Vec<String>)> = BTreeMap::new();
+                for a in r.annotations {
+                    let entry = spans
+                        .entry((a.start, a.end))
+                        .or_insert((a.text, Vec::new()));
+                    if !entry.1.contains(&a.technique_id) {
+                        entry.1.push(a.technique_id);
+                    }
                 }
-            }
-            for (part, (text, labels)) in spans.into_values().enumerate() {
-                out.rows.push(RawRow {
-                    line,
-                    part,
-                    group: Some(r.doc_id.clone()),
-                    text,
-                    labels,
-                    ..RawRow::default()
-                });
+                for (part, (text, labels)) in spans.into_values().enumerate() {
+                    out.rows.push(RawRow {
+                        line,
+                        part,
+                        group: Some(r.doc_id.clone()),
+                        text,
+                        labels,
+                        ..RawRow::default()
+                    });
+                }
             }
         }
     })
@@ -108,8 +122,12 @@ struct ProcedureExample {
 
 /// ATT&CK procedure examples, grouped by the software, group or campaign they describe so
 /// that one actor's procedures never span two splits.
-pub(super) fn attack_procedures(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: ProcedureExample| {
+pub(super) fn attack_procedures(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: ProcedureExample| {
         out.rows.push(RawRow {
             line,
             group: Some(r.source_id),
@@ -132,8 +150,12 @@ struct Described {
 
 /// ATT&CK groups, software, campaigns or techniques: their descriptions as plain text
 /// (revoked and deprecated objects skipped).
-pub(super) fn attack_descriptions(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: Described| {
+pub(super) fn attack_descriptions(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: Described| {
         if !r.revoked && !r.deprecated && !r.description.trim().is_empty() {
             out.rows.push(RawRow {
                 line,
@@ -183,8 +205,12 @@ struct IocSentence {
 }
 
 /// IOC sentences with typed indicators (Text2TTP).
-pub(super) fn ioc_sentences(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: IocSentence| {
+pub(super) fn ioc_sentences(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: IocSentence| {
         out.rows.push(RawRow {
             line,
             text: r.text,
@@ -207,8 +233,12 @@ struct Linked {
 
 /// AnnoCTR mentions linked to ATT&CK techniques: the mention's sentence, labelled with the
 /// technique, grouped by document. Mentions of tactics, software and groups are skipped.
-pub(super) fn annoctr_linking(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
-    json_lines(src, path, |out, line, r: Linked| {
+pub(super) fn annoctr_linking(
+    src: &SourceConfig,
+    path: &Path,
+    sink: &mut Sink<'_>,
+) -> Result<SourceRead> {
+    json_lines(src, path, Some(sink), |out, line, r: Linked| {
         let Some(id) = r
             .attack_id
             .filter(|id| id.starts_with('T') && !id.starts_with("TA"))
@@ -246,7 +276,7 @@ struct Summary {
 /// group (short) as the reference summary.
 pub(super) fn actor_summaries(src: &SourceConfig, path: &Path, base: &Path) -> Result<SourceRead> {
     let groups_path = resolve(base, src.groups.as_deref().unwrap_or_default());
-    let groups = json_lines(src, &groups_path, |out, line, g: Described| {
+    let groups = json_lines(src, &groups_path, None, |out, line, g: Described| {
         out.rows.push(RawRow {
             line,
             id: Some(g.id),
@@ -260,7 +290,7 @@ pub(super) fn actor_summaries(src: &SourceConfig, path: &Path, base: &Path) -> R
         .filter_map(|r| Some((r.id?, r.summary?)))
         .collect();
     let mut missing = Vec::new();
-    let mut out = json_lines(src, path, |out, line, s: Summary| {
+    let mut out = json_lines(src, path, None, |out, line, s: Summary| {
         match by_id.get(&s.group_id) {
             Some(summary) => out.rows.push(RawRow {
                 line,

@@ -8,7 +8,7 @@ use std::path::Path;
 use polars::prelude::*;
 use serde_json::Value;
 
-use super::{RawRow, SourceRead, json_lines};
+use super::{RawRow, Sink, SourceRead, json_lines};
 use crate::config::{ColumnMap, SourceConfig, SourceKind};
 use crate::error::{Error, Result};
 
@@ -34,20 +34,18 @@ fn json_text(v: &Value) -> Option<String> {
 }
 
 /// A JSON Lines file with mapped fields.
-pub(super) fn jsonl(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
+pub(super) fn jsonl(src: &SourceConfig, path: &Path, sink: &mut Sink<'_>) -> Result<SourceRead> {
     let map = columns(src);
     let sep = map.label_separator.clone().unwrap_or_else(|| ",".into());
-    let mut bad: Vec<(usize, String)> = Vec::new();
-    let mut out = json_lines(
+    json_lines(
         src,
         path,
+        Some(sink),
         |out, line, obj: serde_json::Map<String, Value>| {
             let field = |name: &Option<String>| name.as_ref().and_then(|n| obj.get(n));
             let Some(text) = obj.get(&map.text).and_then(json_text) else {
-                bad.push((
-                    line,
-                    format!("field `{}` is missing or not a string", map.text),
-                ));
+                let reason = format!("field `{}` is missing or not a string", map.text);
+                out.reject(src, path, line, reason);
                 return;
             };
             let labels = match field(&map.labels) {
@@ -56,10 +54,8 @@ pub(super) fn jsonl(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
                 Some(Value::String(s)) => split_labels(s, &sep),
                 Some(other) => {
                     let name = map.labels.as_deref().unwrap_or_default();
-                    bad.push((
-                        line,
-                        format!("field `{name}` is {other}, not a list or string"),
-                    ));
+                    let reason = format!("field `{name}` is {other}, not a list or string");
+                    out.reject(src, path, line, reason);
                     return;
                 }
             };
@@ -73,29 +69,23 @@ pub(super) fn jsonl(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
                 ..RawRow::default()
             });
         },
-    )?;
-    for (line, reason) in bad {
-        out.reject(src, path, line, reason);
-    }
-    Ok(out)
+    )
 }
 
-fn read_frame(src: &SourceConfig, path: &Path) -> Result<DataFrame> {
+/// A lazy scan of a CSV or Parquet file; each slice is collected on its own.
+fn scan(src: &SourceConfig, path: &Path) -> Result<LazyFrame> {
     let ctx = format!("reading {}", path.display());
+    let pl_path = PlRefPath::try_from_path(path).map_err(|e| Error::polars(ctx.clone(), e))?;
+    // Opening first gives a plain "no such file" error naming the path.
+    std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     match src.kind {
-        SourceKind::Csv => CsvReadOptions::default()
+        SourceKind::Csv => LazyCsvReader::new(pl_path)
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish())
-            .map_err(|e| Error::polars(ctx, e)),
-        _ => {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            ParquetReader::new(file)
-                .finish()
-                .map_err(|e| Error::polars(ctx, e))
-        }
+            .finish(),
+        _ => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default()),
     }
+    .map_err(|e| Error::polars(ctx, e))
 }
 
 /// One mapped column as optional strings (numbers are formatted; other types are errors).
@@ -161,33 +151,79 @@ fn label_column(df: &DataFrame, name: &str, sep: &str, path: &Path) -> Result<Ve
         .collect())
 }
 
-/// A CSV or Parquet file with mapped columns.
-pub(super) fn table(src: &SourceConfig, path: &Path) -> Result<SourceRead> {
+/// A CSV or Parquet file with mapped columns, read by Polars a chunk's rows at a time.
+pub(super) fn table(src: &SourceConfig, path: &Path, sink: &mut Sink<'_>) -> Result<SourceRead> {
     let map = columns(src);
-    let df = read_frame(src, path)?;
+    let lf = scan(src, path)?;
+    let ctx = || format!("reading {}", path.display());
+    let schema = lf
+        .clone()
+        .collect_schema()
+        .map_err(|e| Error::polars(ctx(), e))?;
+    let mapped = [
+        &Some(map.text.clone()),
+        &map.id,
+        &map.group,
+        &map.summary,
+        &map.labels,
+    ];
+    for name in mapped.into_iter().flatten() {
+        if schema.get(name).is_none() {
+            let present: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+            return Err(Error::Schema {
+                path: path.to_path_buf(),
+                message: format!("no column `{name}` (columns: {})", present.join(", ")),
+            });
+        }
+    }
+    let slice = sink.chunk_rows().min(1 << 30);
+    let mut offset = 0_usize;
+    loop {
+        let df = lf
+            .clone()
+            .slice(offset as i64, slice as IdxSize)
+            .collect()
+            .map_err(|e| Error::polars(ctx(), e))?;
+        let height = df.height();
+        sink.send_all(table_rows(src, &map, &df, offset, path)?)?;
+        offset += height;
+        if height < slice || sink.done() {
+            return Ok(SourceRead::default());
+        }
+    }
+}
+
+/// The rows of one slice of a table, the first being row `offset` of the file.
+fn table_rows(
+    src: &SourceConfig,
+    map: &ColumnMap,
+    df: &DataFrame,
+    offset: usize,
+    path: &Path,
+) -> Result<SourceRead> {
     let sep = map.label_separator.clone().unwrap_or_else(|| ",".into());
     let optional = |name: &Option<String>| -> Result<Option<Vec<Option<String>>>> {
         name.as_deref()
-            .map(|n| string_column(&df, n, path))
+            .map(|n| string_column(df, n, path))
             .transpose()
     };
-    let texts = string_column(&df, &map.text, path)?;
+    let texts = string_column(df, &map.text, path)?;
     let ids = optional(&map.id)?;
     let groups = optional(&map.group)?;
     let summaries = optional(&map.summary)?;
     let labels = map
         .labels
         .as_deref()
-        .map(|n| label_column(&df, n, &sep, path))
+        .map(|n| label_column(df, n, &sep, path))
         .transpose()?;
     let mut out = SourceRead::default();
     let pick = |c: &Option<Vec<Option<String>>>, i: usize| c.as_ref().and_then(|v| v[i].clone());
     for (i, text) in texts.into_iter().enumerate() {
         // Line numbers count the CSV header, as an editor shows them.
         let line = if src.kind == SourceKind::Csv {
-            i + 2
+            offset + i + 2
         } else {
-            i + 1
+            offset + i + 1
         };
         let Some(text) = text else {
             out.reject(src, path, line, format!("column `{}` is null", map.text));
