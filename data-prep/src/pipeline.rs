@@ -1146,4 +1146,16 @@ mod tests {
         let err = leakage.finish().expect_err("planted leak");
         assert!(err.to_string().contains("train and test"), "{err}");
     }
+
+    #[test]
+    fn interned_strings_keep_their_first_number() {
+        let mut names = Interner::default();
+        let words = ["report-1", "", "report-2", "report-1", "ümlaut", ""];
+        let ids: Vec<u32> = words.iter().map(|w| names.id(w)).collect();
+        assert_eq!(ids, [0, 1, 2, 0, 3, 1]);
+        assert_eq!(names.len(), 4);
+        for (w, id) in words.iter().zip(ids) {
+            assert_eq!(names.get(id), *w);
+        }
+    }
 }

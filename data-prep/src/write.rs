@@ -354,12 +354,52 @@ pub(crate) fn stage_dir(out: &Path) -> Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into());
+    remove_stale_stages(out, &name);
     let stage = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     if stage.exists() {
         std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
     }
     std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
     Ok(stage)
+}
+
+/// Removes staging folders of `out` left by runs that were killed: those whose process
+/// no longer exists (checked through `/proc`, so only where it is mounted). A failure to
+/// remove one is only logged; it does not stop this run.
+fn remove_stale_stages(out: &Path, name: &str) {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a killed run's staging folder")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot remove a stale staging folder: {e}")
+            }
+        }
+    }
 }
 
 /// Renames the finished staging folder to `out`, replacing an existing `out` when `force`.

@@ -312,11 +312,28 @@ fn existing_output_is_refused_without_force() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = recipe("actor-summaries.toml", &[]);
     let out = dir.path().join("ds");
+    // A killed run's staging folder (no such process) is removed; a live one (pid 1) is not.
+    let stale = dir.path().join(".ds.tmp-4000000000");
+    let live = dir.path().join(".ds.tmp-1");
+    for d in [&stale, &live] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::fs::write(d.join(".minhash-text.bin"), b"partial").expect("write");
+    }
     let m = prepare(&cfg, &out, &opts()).expect("prepare");
     assert_eq!(
         m.counts.kept, 11,
         "11 CTID actors, each paired with its ATT&CK group"
     );
+    if Path::new("/proc/1").exists() {
+        assert!(
+            !stale.exists(),
+            "the killed run's staging folder is removed"
+        );
+        assert!(
+            live.exists(),
+            "a running process's staging folder is left alone"
+        );
+    }
     let err = prepare(&cfg, &out, &opts()).expect_err("exists");
     assert!(err.to_string().contains("--force"), "{err}");
     let forced = Options {

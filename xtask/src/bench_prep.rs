@@ -408,8 +408,8 @@ fn first_lines(corpus: &Path, out: &Path, n: usize) -> Result<()> {
 /// ctiforge's time and peak memory by corpus size, with the memory each further row adds.
 fn render_scaling(runs: &[(usize, Outcome)]) -> String {
     let mut s = String::from(
-        "\nctiforge alone on the first rows of the same corpus (memory added per row: the \
-         increase over the previous size, divided by the rows added):\n\n\
+        "\nctiforge alone on the first rows of the same corpus. Memory added per row: the\n\
+         increase in peak memory over the previous size, divided by the rows added.\n\n\
          | rows | seconds | rows/s | peak RSS MiB | bytes per added row |\n|---|---|---|---|---|\n",
     );
     let mut previous: Option<(usize, u64)> = None;
