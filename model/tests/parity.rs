@@ -102,7 +102,10 @@ fn tokens(n: usize) -> Vec<u32> {
 #[ignore = "needs the transformers reference (cargo xtask ci)"]
 fn llama_gqa_with_llama3_rope_scaling() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scaling = r#"rope_scaling={"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":32}"#;
+    let scaling = concat!(
+        r#"rope_scaling={"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"#,
+        r#""high_freq_factor":4.0,"original_max_position_embeddings":32}"#
+    );
     let model = common::tiny_model(
         dir.path(),
         "llama3",

@@ -8,8 +8,8 @@
 //! `/api/2.0/mlflow-artifacts/artifacts/...`) and `download_artifact` (which streams the
 //! GET into the destination file, hashing as it goes, and syncs it to disk). `curl` does
 //! the same PUT and GET with no hashing and no sync. Each transfer is repeated R times
-//! (default 3); the table shows the median throughput and the largest peak RSS. Results go between the
-//! `<!-- bench-registry:start -->` and `<!-- bench-registry:end -->` markers of
+//! (default 3); the table shows the median throughput and the largest peak RSS. Results go
+//! between the `<!-- bench-registry:start -->` and `<!-- bench-registry:end -->` markers of
 //! `docs/benchmarks.md`.
 
 use std::io::Write;
