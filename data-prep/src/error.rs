@@ -105,10 +105,13 @@ pub enum Error {
         /// The source's path as the recipe gives it.
         file: String,
     },
-    /// A pipeline stage stopped: the stage it feeds failed (that error is the one
-    /// reported), or a stage's thread panicked.
+    /// A pipeline stage's thread panicked (a bug).
     #[error("{0}")]
     Stage(String),
+    /// A pipeline stage stopped because the stage it feeds failed; that stage's error is
+    /// the one reported, so users do not see this one.
+    #[error("stopped because another stage failed")]
+    Stopped,
     /// The output folder exists and `--force` was not given, or another output problem.
     #[error("{path}: {message}")]
     Output {

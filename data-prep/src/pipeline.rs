@@ -284,15 +284,13 @@ fn read_ahead(
     })
 }
 
-const STOPPED: &str = "stopped because another stage failed";
-
 /// What a pipeline stage returns when the stage it feeds has gone (and reported why).
 fn stopped() -> Error {
-    Error::Stage(STOPPED.into())
+    Error::Stopped
 }
 
 fn is_stopped(e: &Error) -> bool {
-    matches!(e, Error::Stage(message) if message == STOPPED)
+    matches!(e, Error::Stopped)
 }
 
 fn panicked(stage: &str) -> Error {
@@ -346,7 +344,8 @@ fn load_chunk(
 #[derive(Default)]
 struct Interner {
     text: String,
-    ends: Vec<u32>,
+    /// End of each string in `text`.
+    ends: Vec<usize>,
     /// XXH3 of a string to its number; a (rare) colliding second string goes to `other`.
     by_hash: HashMap<u64, u32>,
     other: HashMap<String, u32>,
@@ -374,15 +373,15 @@ impl Interner {
 
     fn push(&mut self, s: &str) -> u32 {
         self.text.push_str(s);
-        self.ends.push(self.text.len() as u32);
+        self.ends.push(self.text.len());
         (self.ends.len() - 1) as u32
     }
 
     fn get(&self, id: u32) -> &str {
-        let end = self.ends[id as usize] as usize;
+        let end = self.ends[id as usize];
         let start = match id {
             0 => 0,
-            _ => self.ends[id as usize - 1] as usize,
+            _ => self.ends[id as usize - 1],
         };
         &self.text[start..end]
     }
@@ -399,7 +398,7 @@ struct Planned {
     group: u32,
     /// The row's label ids: `plan.label_ids[labels_at..labels_at + labels_len]`.
     labels_at: u32,
-    labels_len: u16,
+    labels_len: u32,
     task: Task,
     split: Split,
     near_duplicate: bool,
@@ -486,11 +485,11 @@ impl Plan {
                     all.extend(r.labels.iter().cloned());
                     all.sort();
                     all.dedup();
-                    self.set_labels(k, &all);
+                    self.set_labels(k, &all)?;
                 }
                 continue;
             }
-            let id = self.rows.len() as u32;
+            let id = plan_index(self.rows.len(), "rows")?;
             if self.exact {
                 self.first.insert(key, id);
             }
@@ -504,7 +503,7 @@ impl Plan {
                 split: Split::Train,
                 near_duplicate: false,
             });
-            self.set_labels(id, &r.labels);
+            self.set_labels(id, &r.labels)?;
             if let Some((_, members)) = self.finder(r.task)? {
                 members.push(id);
                 sketch[task_index(r.task)].push(&r.text);
@@ -520,15 +519,18 @@ impl Plan {
         Ok(())
     }
 
-    fn set_labels(&mut self, row: u32, labels: &[String]) {
-        let at = self.label_ids.len() as u32;
+    fn set_labels(&mut self, row: u32, labels: &[String]) -> Result<()> {
+        let at = plan_index(self.label_ids.len(), "technique labels")?;
+        let len = plan_index(labels.len(), "labels of one row")?;
+        plan_index(self.label_ids.len() + labels.len(), "technique labels")?;
         for l in labels {
             let id = self.labels.id(l);
             self.label_ids.push(id);
         }
         let r = &mut self.rows[row as usize];
         r.labels_at = at;
-        r.labels_len = labels.len().min(u16::MAX as usize) as u16;
+        r.labels_len = len;
+        Ok(())
     }
 
     fn label_ids_of(&self, row: u32) -> &[u32] {
@@ -686,13 +688,34 @@ impl Plan {
     }
 }
 
+/// `n` as a plan index: below [`DROPPED`], else an error naming what overflowed.
+fn plan_index(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&i| i != DROPPED)
+        .ok_or_else(|| Error::Config {
+            problems: vec![format!(
+                "dataset: more than {} {what}; split the sources into several recipes",
+                DROPPED - 1
+            )],
+        })
+}
+
 fn task_index(task: Task) -> usize {
     Task::ALL.iter().position(|&t| t == task).unwrap_or(0)
 }
 
+/// A spill file that cannot be written is an output problem (the files live in the
+/// staging folder); the rest are configuration or input-size problems.
 fn dedup_error(e: dedup::DedupError) -> Error {
-    Error::Config {
-        problems: vec![format!("dedup: {e}")],
+    match e {
+        dedup::DedupError::Spill { path, message } => Error::Output {
+            path: path.into(),
+            message: format!("near-duplicate spill file: {message}"),
+        },
+        e => Error::Config {
+            problems: vec![format!("dedup: {e}")],
+        },
     }
 }
 
@@ -1145,6 +1168,29 @@ mod tests {
         written.iter().for_each(|r| leakage.see(r));
         let err = leakage.finish().expect_err("planted leak");
         assert!(err.to_string().contains("train and test"), "{err}");
+    }
+
+    #[test]
+    fn a_spill_failure_is_an_output_error_naming_the_file() {
+        let err = dedup_error(dedup::DedupError::Spill {
+            path: "/data/.tram.tmp-7/.minhash-text.bin".into(),
+            message: "No space left on device".into(),
+        });
+        assert!(matches!(err, Error::Output { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(".minhash-text.bin") && msg.contains("No space left"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn plan_indices_stop_below_the_dropped_marker() {
+        assert_eq!(plan_index(7, "rows").expect("small"), 7);
+        assert!(plan_index(DROPPED as usize - 1, "rows").is_ok());
+        let err = plan_index(DROPPED as usize, "rows").expect_err("marker");
+        assert!(err.to_string().contains("rows"), "{err}");
+        assert!(plan_index(usize::MAX, "technique labels").is_err());
     }
 
     #[test]
